@@ -1,0 +1,318 @@
+//! [`MistralRsEngine`]: the [`Engine`] trait on a mistralrs multimodal model.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use either::Either;
+use futures::StreamExt;
+use glimpse_core::{
+    Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, GlimpseError, ModelInfo, OutputConstraint,
+    Prompt, PromptTokens, Usage,
+};
+use mistralrs::{
+    Constraint, Model, ModelDType, MultimodalModelBuilder, NormalRequest, Request, RequestMessage, Response,
+};
+use tokio::sync::mpsc;
+
+use crate::model_folder::ModelFolder;
+use crate::prompt_builder::{prepare, PreparedPrompt};
+use crate::sampling::{sampling_params, GenerationDefaults};
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Run on CPU even when a GPU build finds a device.
+    pub force_cpu: bool,
+    /// Sequences the engine batches together.
+    pub max_num_seqs: usize,
+    /// Upper bound on output tokens per request (also the advertised `outputTokenLimit`).
+    pub max_output_tokens: u32,
+    /// Where the staged model folder is written.
+    pub staging_root: PathBuf,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            force_cpu: false,
+            max_num_seqs: 16,
+            max_output_tokens: 8192,
+            staging_root: std::env::temp_dir().join("glimpse-staged"),
+        }
+    }
+}
+
+pub struct MistralRsEngine {
+    inner: Arc<Inner>,
+    info: ModelInfo,
+}
+
+struct Inner {
+    folder: ModelFolder,
+    staged: PathBuf,
+    options: LoadOptions,
+    defaults: GenerationDefaults,
+    model: RwLock<Arc<Model>>,
+    reloading: AtomicBool,
+}
+
+async fn build_model(staged: &Path, options: &LoadOptions) -> anyhow::Result<Model> {
+    // The hub is never reachable from a model folder; make sure nothing tries.
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let mut builder = MultimodalModelBuilder::new(staged.to_string_lossy())
+        .with_dtype(ModelDType::Auto)
+        .with_max_num_seqs(options.max_num_seqs);
+    if options.force_cpu {
+        builder = builder.with_force_cpu();
+    }
+    builder.build().await
+}
+
+impl MistralRsEngine {
+    pub async fn load(dir: &Path, options: LoadOptions) -> anyhow::Result<Self> {
+        let folder = ModelFolder::open(dir)?;
+        let staged = folder.stage(&options.staging_root)?;
+        let model = build_model(&staged, &options).await?;
+        let defaults = GenerationDefaults::from_generation_config(&folder.generation_config);
+        let context = folder.max_position_embeddings;
+        let info = ModelInfo {
+            id: folder.id.clone(),
+            display_name: format!("{} (local {})", folder.id, folder.family.name()),
+            description: format!("Local {} model served from {} by mistralrs.", folder.family.name(), folder.dir.display()),
+            family: folder.family.name().to_string(),
+            input_token_limit: context,
+            output_token_limit: options.max_output_tokens.min(context),
+        };
+        let inner = Inner {
+            folder,
+            staged,
+            options,
+            defaults,
+            model: RwLock::new(Arc::new(model)),
+            reloading: AtomicBool::new(false),
+        };
+        Ok(MistralRsEngine { inner: Arc::new(inner), info })
+    }
+
+    /// Prepares the prompt off the async threads (image resizing is CPU work).
+    async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
+        let prompt = prompt.clone();
+        let family = self.inner.folder.family.clone();
+        tokio::task::spawn_blocking(move || prepare(&prompt, &family))
+            .await
+            .map_err(|e| GlimpseError::Engine(format!("prompt preparation failed: {e}")))?
+    }
+
+    async fn count_prepared(&self, prepared: &PreparedPrompt) -> Result<PromptTokens, GlimpseError> {
+        let model = self.inner.model();
+        let ids = model
+            .tokenize(Either::Left(prepared.text_messages()), None, false, true, None)
+            .await
+            .map_err(|e| self.inner.engine_failure(format!("tokenization failed: {e}")))?;
+        let pad_id = model
+            .tokenize(Either::Right(self.inner.folder.family.image_pad_token().to_string()), None, false, false, None)
+            .await
+            .map_err(|e| self.inner.engine_failure(format!("tokenization failed: {e}")))?;
+        let pads = match pad_id.as_slice() {
+            [id] => ids.iter().filter(|t| *t == id).count(),
+            _ => return Err(GlimpseError::Engine("the tokenizer has no single image pad token".into())),
+        };
+        if pads != prepared.plans.len() {
+            return Err(GlimpseError::Engine(format!(
+                "the chat template placed {pads} image placeholders for {} images",
+                prepared.plans.len()
+            )));
+        }
+        let image = prepared.image_tokens();
+        let total = ids.len() as u32 - pads as u32 + image;
+        Ok(PromptTokens { text: total - image, image })
+    }
+}
+
+impl Inner {
+    fn model(&self) -> Arc<Model> {
+        match self.model.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The engine thread is gone (mistralrs ends it on a panic): reload the model in the background once, and
+    /// tell this caller to retry.
+    fn engine_failure(self: &Arc<Self>, detail: String) -> GlimpseError {
+        tracing::error!(%detail, "engine failure; reloading the model");
+        if !self.reloading.swap(true, Ordering::SeqCst) {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                match build_model(&inner.staged, &inner.options).await {
+                    Ok(model) => {
+                        if let Ok(mut slot) = inner.model.write() {
+                            *slot = Arc::new(model);
+                        }
+                        tracing::info!("model reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "model reload failed"),
+                }
+                inner.reloading.store(false, Ordering::SeqCst);
+            });
+        }
+        GlimpseError::Unavailable(format!("The model engine failed ({detail}) and is being restarted; retry the request."))
+    }
+}
+
+#[async_trait]
+impl Engine for MistralRsEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    async fn count_tokens(&self, prompt: &Prompt) -> Result<PromptTokens, GlimpseError> {
+        let prepared = self.prepare(prompt).await?;
+        self.count_prepared(&prepared).await
+    }
+
+    async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
+        let prepared = self.prepare(&request.prompt).await?;
+        let prompt_tokens = self.count_prepared(&prepared).await?;
+        let limit = self.info.input_token_limit;
+        if prompt_tokens.total() >= limit {
+            return Err(GlimpseError::PromptTooLong { count: prompt_tokens.total(), limit });
+        }
+        let room = limit - prompt_tokens.total();
+        let max_len = request.sampling.max_output_tokens.unwrap_or(self.info.output_token_limit).min(self.info.output_token_limit).min(room);
+        let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
+        let constraint = match request.constraint {
+            OutputConstraint::None => Constraint::None,
+            OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(schema),
+            OutputConstraint::Regex(regex) => Constraint::Regex(regex),
+        };
+        let messages = prepared.engine_messages();
+        let image_tokens = prepared.image_tokens();
+        let message = if prepared.images.is_empty() {
+            RequestMessage::Chat { messages, enable_thinking: None, reasoning_effort: None }
+        } else {
+            RequestMessage::MultimodalChat {
+                images: prepared.images,
+                audios: Vec::new(),
+                videos: Vec::new(),
+                messages,
+                enable_thinking: None,
+                reasoning_effort: None,
+            }
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let engine_request = Request::Normal(Box::new(NormalRequest {
+            messages: message,
+            sampling_params: params,
+            response: tx,
+            return_logprobs: false,
+            is_streaming: true,
+            id: 0,
+            constraint,
+            suffix: None,
+            tools: None,
+            tool_choice: None,
+            logits_processors: None,
+            return_raw_logits: false,
+            web_search_options: None,
+            model_id: None,
+            truncate_sequence: false,
+        }));
+        let model = self.inner.model();
+        let sender = model.inner().get_sender(None).map_err(|e| self.inner.engine_failure(e.to_string()))?;
+        sender.send(engine_request).await.map_err(|_| self.inner.engine_failure("the engine thread is gone".into()))?;
+        Ok(response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens))
+    }
+}
+
+/// Engine responses → Glimpse events. A channel that closes before the final chunk means the engine thread
+/// died with this request; the model is reloaded for the next one.
+fn response_stream(
+    rx: mpsc::Receiver<Response>,
+    inner: Arc<Inner>,
+    counted: PromptTokens,
+    image_tokens: u32,
+) -> GenerationStream {
+    struct State {
+        rx: mpsc::Receiver<Response>,
+        inner: Arc<Inner>,
+        counted: PromptTokens,
+        image_tokens: u32,
+        generated: u32,
+        queued: Vec<Result<GenerationEvent, GlimpseError>>,
+        finished: bool,
+    }
+    let state = State { rx, inner, counted, image_tokens, generated: 0, queued: Vec::new(), finished: false };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if !st.queued.is_empty() {
+                let event = st.queued.remove(0);
+                return Some((event, st));
+            }
+            if st.finished {
+                return None;
+            }
+            let Some(response) = st.rx.recv().await else {
+                st.finished = true;
+                let err = st.inner.engine_failure("the engine stopped while answering".into());
+                return Some((Err(err), st));
+            };
+            match response {
+                Response::Chunk(chunk) => {
+                    for choice in chunk.choices {
+                        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                            st.queued.push(Ok(GenerationEvent::Text(text)));
+                        }
+                        st.generated += 1;
+                        if let Some(reason) = choice.finish_reason {
+                            let usage = match &chunk.usage {
+                                Some(u) => Usage {
+                                    prompt: PromptTokens {
+                                        text: (u.prompt_tokens as u32).saturating_sub(st.image_tokens),
+                                        image: st.image_tokens,
+                                    },
+                                    output: u.completion_tokens as u32,
+                                },
+                                None => Usage { prompt: st.counted, output: st.generated },
+                            };
+                            let finish = match reason.as_str() {
+                                "stop" => FinishReason::Stop,
+                                "length" => FinishReason::MaxTokens,
+                                _ => FinishReason::Other,
+                            };
+                            st.queued.push(Ok(GenerationEvent::Done { finish, usage }));
+                            st.finished = true;
+                        }
+                    }
+                }
+                Response::Done(done) => {
+                    let text = done.choices.first().and_then(|c| c.message.content.clone()).unwrap_or_default();
+                    if !text.is_empty() {
+                        st.queued.push(Ok(GenerationEvent::Text(text)));
+                    }
+                    let usage = Usage { prompt: st.counted, output: done.usage.completion_tokens as u32 };
+                    st.queued.push(Ok(GenerationEvent::Done { finish: FinishReason::Stop, usage }));
+                    st.finished = true;
+                }
+                Response::ValidationError(e) => {
+                    st.finished = true;
+                    return Some((Err(GlimpseError::InvalidArgument(e.to_string())), st));
+                }
+                Response::ModelError(message, _) => {
+                    st.finished = true;
+                    return Some((Err(GlimpseError::Engine(message)), st));
+                }
+                Response::InternalError(e) => {
+                    st.finished = true;
+                    return Some((Err(GlimpseError::Engine(e.to_string())), st));
+                }
+                _ => {
+                    st.finished = true;
+                    return Some((Err(GlimpseError::Engine("unexpected engine response".into())), st));
+                }
+            }
+        }
+    })
+    .boxed()
+}

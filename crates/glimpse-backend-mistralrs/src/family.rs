@@ -1,0 +1,176 @@
+//! Model-family knowledge Glimpse needs outside the engine: the image placeholder the chat template uses,
+//! and how the family's processor sizes an image (which fixes the image-token count).
+
+use glimpse_core::GlimpseError;
+use serde_json::{json, Value};
+
+/// The largest per-image budget a request can ask for (MEDIA_RESOLUTION_ULTRA_HIGH).
+const MAX_BUDGET_TOKENS: u64 = 2240;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Family {
+    /// Qwen2-VL and Qwen2.5-VL: patches of `patch_size`, merged `merge_size`², sides multiples of
+    /// `patch_size * merge_size`, total pixels within [min_pixels, max_pixels].
+    QwenVl { name: &'static str, patch_size: u32, merge_size: u32, min_pixels: u64, max_pixels: u64 },
+}
+
+/// How one image is fed to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImagePlan {
+    pub width: u32,
+    pub height: u32,
+    /// Placeholder tokens the image expands to in the prompt.
+    pub tokens: u32,
+}
+
+fn get_u64(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+impl Family {
+    pub fn detect(config: &Value, preprocessor: &Value) -> Result<Family, String> {
+        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
+        let name = match model_type {
+            "qwen2_5_vl" => "qwen2_5_vl",
+            "qwen2_vl" => "qwen2_vl",
+            other => {
+                return Err(format!(
+                    "model_type \"{other}\" is not supported yet; this build serves Qwen2.5-VL and Qwen2-VL folders"
+                ))
+            }
+        };
+        let patch_size = get_u64(preprocessor, "patch_size").unwrap_or(14) as u32;
+        let merge_size = get_u64(preprocessor, "merge_size").unwrap_or(2) as u32;
+        let size = preprocessor.get("size").cloned().unwrap_or(Value::Null);
+        let min_pixels = get_u64(preprocessor, "min_pixels").or_else(|| get_u64(&size, "shortest_edge")).unwrap_or(56 * 56);
+        let max_pixels =
+            get_u64(preprocessor, "max_pixels").or_else(|| get_u64(&size, "longest_edge")).unwrap_or(28 * 28 * 1280);
+        Ok(Family::QwenVl { name, patch_size, merge_size, min_pixels, max_pixels })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::QwenVl { name, .. } => name,
+        }
+    }
+
+    /// What the chat template writes for an image (the engine expands the pad token).
+    pub fn image_placeholder(&self) -> &'static str {
+        match self {
+            Family::QwenVl { .. } => "<|vision_start|><|image_pad|><|vision_end|>",
+        }
+    }
+
+    /// The pad token whose count in the tokenized prompt must equal the number of images.
+    pub fn image_pad_token(&self) -> &'static str {
+        match self {
+            Family::QwenVl { .. } => "<|image_pad|>",
+        }
+    }
+
+    /// Control tokens that must not appear in client text: they would desynchronise images and placeholders.
+    pub fn reserved_markers(&self) -> &'static [&'static str] {
+        match self {
+            Family::QwenVl { .. } => {
+                &["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>", "<|placeholder|>"]
+            }
+        }
+    }
+
+    /// Sizes an image for the model. `budget_tokens` is the request's per-image budget; `None` keeps the
+    /// processor's own maximum.
+    pub fn plan_image(&self, width: u32, height: u32, budget_tokens: Option<u32>) -> Result<ImagePlan, GlimpseError> {
+        match *self {
+            Family::QwenVl { patch_size, merge_size, min_pixels, max_pixels, .. } => {
+                let factor = (patch_size * merge_size) as u64;
+                let max_pixels = match budget_tokens {
+                    Some(tokens) => (tokens as u64 * factor * factor).max(min_pixels),
+                    None => max_pixels,
+                };
+                let (h, w) = smart_resize(height as u64, width as u64, factor, min_pixels, max_pixels)?;
+                let tokens = (h / factor) * (w / factor);
+                Ok(ImagePlan { width: w as u32, height: h as u32, tokens: tokens as u32 })
+            }
+        }
+    }
+
+    /// The preprocessor config the engine gets: any aligned size Glimpse chose passes through unchanged.
+    pub fn widen_preprocessor(&self, mut config: Value) -> Value {
+        match *self {
+            Family::QwenVl { patch_size, merge_size, max_pixels, .. } => {
+                let factor = (patch_size * merge_size) as u64;
+                let min = factor * factor;
+                let max = max_pixels.max(MAX_BUDGET_TOKENS * factor * factor);
+                if let Value::Object(map) = &mut config {
+                    map.insert("min_pixels".into(), json!(min));
+                    map.insert("max_pixels".into(), json!(max));
+                    map.insert("size".into(), json!({"shortest_edge": min, "longest_edge": max}));
+                    map.entry("patch_size").or_insert(json!(patch_size));
+                    map.entry("merge_size").or_insert(json!(merge_size));
+                    map.entry("temporal_patch_size").or_insert(json!(2));
+                }
+                config
+            }
+        }
+    }
+}
+
+/// Qwen2-VL's `smart_resize` as transformers implements it: sides rounded to multiples of `factor` (at least
+/// one factor each), then scaled down or up to keep the pixel count within [min_pixels, max_pixels].
+pub fn smart_resize(height: u64, width: u64, factor: u64, min_pixels: u64, max_pixels: u64) -> Result<(u64, u64), GlimpseError> {
+    if height == 0 || width == 0 {
+        return Err(GlimpseError::invalid("The image has no pixels."));
+    }
+    let ratio = height.max(width) as f64 / height.min(width) as f64;
+    if ratio > 200.0 {
+        return Err(GlimpseError::invalid(format!(
+            "The image's aspect ratio must be smaller than 200:1, got {ratio:.1}:1."
+        )));
+    }
+    let f = factor as f64;
+    let round = |x: f64| ((x / f).round() as u64 * factor).max(factor);
+    let mut h_bar = round(height as f64);
+    let mut w_bar = round(width as f64);
+    if h_bar * w_bar > max_pixels {
+        let beta = ((height * width) as f64 / max_pixels as f64).sqrt();
+        h_bar = (((height as f64 / beta) / f).floor() as u64 * factor).max(factor);
+        w_bar = (((width as f64 / beta) / f).floor() as u64 * factor).max(factor);
+    } else if h_bar * w_bar < min_pixels {
+        let beta = (min_pixels as f64 / (height * width) as f64).sqrt();
+        h_bar = ((height as f64 * beta) / f).ceil() as u64 * factor;
+        w_bar = ((width as f64 * beta) / f).ceil() as u64 * factor;
+    }
+    Ok((h_bar, w_bar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qwen(min_pixels: u64, max_pixels: u64) -> Family {
+        Family::QwenVl { name: "qwen2_5_vl", patch_size: 14, merge_size: 2, min_pixels, max_pixels }
+    }
+
+    #[test]
+    fn aligned_images_within_limits_are_unchanged() {
+        let plan = qwen(3136, 50176).plan_image(112, 56, None).unwrap();
+        assert_eq!(plan, ImagePlan { width: 112, height: 56, tokens: 8 });
+    }
+
+    #[test]
+    fn matches_transformers_on_known_sizes() {
+        // Qwen2.5-VL defaults (min 3136, max 12845056): 1920x1080 → 1932x1092 (69x39 = 2691 tokens).
+        let plan = qwen(3136, 12_845_056).plan_image(1920, 1080, None).unwrap();
+        assert_eq!((plan.width, plan.height, plan.tokens), (1932, 1092, 69 * 39));
+        // A budget caps the pixels: 280 tokens → at most 280 * 784 pixels.
+        let low = qwen(3136, 12_845_056).plan_image(1920, 1080, Some(280)).unwrap();
+        assert!(low.tokens <= 280 && low.tokens > 200, "{low:?}");
+    }
+
+    #[test]
+    fn tiny_and_extreme_images() {
+        let plan = qwen(3136, 50176).plan_image(10, 10, None).unwrap();
+        assert_eq!((plan.width, plan.height), (56, 56));
+        assert!(qwen(3136, 50176).plan_image(10_000, 10, None).is_err());
+    }
+}

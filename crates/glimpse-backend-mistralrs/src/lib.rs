@@ -1,0 +1,16 @@
+//! Glimpse's engine backend on `mistralrs`.
+//!
+//! Glimpse prepares everything the engine's own input processor could trip over: images are validated and
+//! resized to the per-request budget before they get here, image placeholders are written into the prompt
+//! where the client put the image (not where mistralrs's prefixer would), and a dead engine thread is
+//! noticed and the model reloaded.
+
+mod engine;
+mod family;
+mod model_folder;
+mod prompt_builder;
+mod sampling;
+
+pub use engine::{LoadOptions, MistralRsEngine};
+pub use family::{Family, ImagePlan};
+pub use model_folder::ModelFolder;

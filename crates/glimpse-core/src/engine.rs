@@ -1,0 +1,85 @@
+//! The engine trait every backend implements (mistralrs today; llama.cpp or the toolkit later).
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+use crate::error::GlimpseError;
+use crate::prompt::{GenerateRequest, Prompt};
+
+/// What `GET models` says about a loaded model.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The id clients can always use (the model folder's name).
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    /// Architecture family, e.g. `qwen2_5_vl`.
+    pub family: String,
+    pub input_token_limit: u32,
+    pub output_token_limit: u32,
+}
+
+/// Prompt tokens split by modality, as the model really consumes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptTokens {
+    pub text: u32,
+    pub image: u32,
+}
+
+impl PromptTokens {
+    pub fn total(&self) -> u32 {
+        self.text + self.image
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: PromptTokens,
+    pub output: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End of turn, or a stop sequence.
+    Stop,
+    /// `maxOutputTokens` or the context window was reached.
+    MaxTokens,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationEvent {
+    /// New output text (a delta).
+    Text(String),
+    /// The last event of every successful stream.
+    Done { finish: FinishReason, usage: Usage },
+}
+
+pub type GenerationStream = Pin<Box<dyn Stream<Item = Result<GenerationEvent, GlimpseError>> + Send>>;
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+
+    /// The prompt tokens `generate` would consume for this prompt, without running the model.
+    async fn count_tokens(&self, prompt: &Prompt) -> Result<PromptTokens, GlimpseError>;
+
+    /// Starts generating. Errors found before the first token (validation, context length) come back here,
+    /// not inside the stream, so the router can still answer with a plain HTTP error.
+    async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError>;
+}
+
+/// Drains a stream into the full text, finish reason and usage (the unary generateContent path).
+pub async fn collect(mut stream: GenerationStream) -> Result<(String, FinishReason, Usage), GlimpseError> {
+    use futures::StreamExt;
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event? {
+            GenerationEvent::Text(delta) => text.push_str(&delta),
+            GenerationEvent::Done { finish, usage } => return Ok((text, finish, usage)),
+        }
+    }
+    Err(GlimpseError::Engine("the engine ended the stream without finishing".into()))
+}

@@ -1,0 +1,110 @@
+//! One error type for the whole server, carrying the google.rpc canonical code it maps to.
+//!
+//! The router maps it once to `{"error":{"code","message","status"}}`; everything below only has to pick the
+//! variant that says what went wrong.
+
+use crate::media::MediaError;
+
+/// The google.rpc canonical codes Glimpse emits, with their HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidArgument,
+    FailedPrecondition,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    ResourceExhausted,
+    Cancelled,
+    Internal,
+    Unimplemented,
+    Unavailable,
+    DeadlineExceeded,
+}
+
+impl Code {
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::InvalidArgument | Code::FailedPrecondition => 400,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
+            Code::NotFound => 404,
+            Code::ResourceExhausted => 429,
+            Code::Cancelled => 499,
+            Code::Internal => 500,
+            Code::Unimplemented => 501,
+            Code::Unavailable => 503,
+            Code::DeadlineExceeded => 504,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::NotFound => "NOT_FOUND",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::Cancelled => "CANCELLED",
+            Code::Internal => "INTERNAL",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GlimpseError {
+    /// The request is malformed or asks for something this server cannot do.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// An image that cannot be used (bad type, corrupt bytes, too large).
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// Decoded inline data larger than the configured cap (checked before any decoding).
+    #[error("Request payload size exceeds the limit: {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    /// The prompt does not fit the model's context window.
+    #[error("The input token count ({count}) exceeds the maximum number of tokens allowed ({limit}).")]
+    PromptTooLong { count: u32, limit: u32 },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    /// The engine failed while working on a valid request.
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl GlimpseError {
+    pub fn code(&self) -> Code {
+        match self {
+            GlimpseError::InvalidArgument(_)
+            | GlimpseError::Media(_)
+            | GlimpseError::PayloadTooLarge { .. }
+            | GlimpseError::PromptTooLong { .. } => Code::InvalidArgument,
+            GlimpseError::FailedPrecondition(_) => Code::FailedPrecondition,
+            GlimpseError::PermissionDenied(_) => Code::PermissionDenied,
+            GlimpseError::NotFound(_) => Code::NotFound,
+            GlimpseError::ResourceExhausted(_) => Code::ResourceExhausted,
+            GlimpseError::Unavailable(_) => Code::Unavailable,
+            GlimpseError::Unimplemented(_) => Code::Unimplemented,
+            GlimpseError::Engine(_) => Code::Internal,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        GlimpseError::InvalidArgument(message.into())
+    }
+}
+
+pub type Result<T, E = GlimpseError> = std::result::Result<T, E>;

@@ -1,0 +1,85 @@
+//! A generation request once the wire format is gone: turns of text and decoded images, sampling options and
+//! an output constraint.
+
+use std::sync::Arc;
+
+use crate::media::ImageFormat;
+use crate::media_resolution::MediaResolution;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Model,
+}
+
+/// A decoded, validated image (RGB8, EXIF orientation applied) and how much detail the client asked for.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    pub image: Arc<image::DynamicImage>,
+    pub format: ImageFormat,
+    /// Per-part resolution; overrides the request-wide one.
+    pub resolution: Option<MediaResolution>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Part {
+    Text(String),
+    Image(ImageInput),
+}
+
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Prompt {
+    pub system: Option<String>,
+    pub turns: Vec<Turn>,
+    /// Request-wide resolution (`generationConfig.mediaResolution`).
+    pub media_resolution: Option<MediaResolution>,
+}
+
+impl Prompt {
+    pub fn images(&self) -> impl Iterator<Item = &ImageInput> {
+        self.turns.iter().flat_map(|t| t.parts.iter()).filter_map(|p| match p {
+            Part::Image(img) => Some(img),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// The image-token budget that applies to one image: its own level, else the request's, else the model's.
+    pub fn budget_for(&self, image: &ImageInput) -> Option<u32> {
+        image.resolution.or(self.media_resolution).and_then(MediaResolution::token_budget)
+    }
+}
+
+/// Sampling options as the client set them; `None` means "the model's defaults" (its generation_config.json).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingOptions {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub seed: Option<u64>,
+    pub max_output_tokens: Option<u32>,
+    pub stop_sequences: Vec<String>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputConstraint {
+    None,
+    /// The output must be JSON matching this JSON Schema (constrained decoding).
+    JsonSchema(serde_json::Value),
+    /// The output must match this regular expression (`text/x.enum`).
+    Regex(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub prompt: Prompt,
+    pub sampling: SamplingOptions,
+    pub constraint: OutputConstraint,
+}
