@@ -60,7 +60,7 @@ def test_curl_inline_image(base_url, expected, tmp_path):
     resp = json.loads(out.read_text())
     cand = resp["candidates"][0]
     assert cand["content"]["role"] == "model"
-    assert response_text(resp) == case["greedy_text"]
+    sdkutil.assert_reference_text(response_text(resp), case)
     assert cand["finishReason"] == sdkutil.expected_finish(case)
     usage = resp["usageMetadata"]
     assert usage["promptTokenCount"] == case["prompt_token_count"]
@@ -96,7 +96,7 @@ def test_sse_raw_framing(http, expected):
 
     for ev in events:
         assert "error" not in ev, ev
-    assert "".join(response_text(ev) for ev in events if ev.get("candidates")) == case["greedy_text"]
+    sdkutil.assert_reference_text("".join(response_text(ev) for ev in events if ev.get("candidates")), case)
     last = events[-1]
     assert last["candidates"][0]["finishReason"] == sdkutil.expected_finish(case)
     for ev in events[:-1]:
@@ -170,7 +170,7 @@ def test_lenient_request_json(http, expected, variant):
     resp = http.post(GEN, json=body)
     assert resp.status_code == 200, resp.text[:500]
     data = resp.json()
-    assert response_text(data) == case["greedy_text"]
+    sdkutil.assert_reference_text(response_text(data), case)
     assert data["candidates"][0]["finishReason"] == sdkutil.expected_finish(case)
     assert data["usageMetadata"]["promptTokenCount"] == case["prompt_token_count"]
 
@@ -191,7 +191,9 @@ def test_enums_are_case_insensitive(http, expected):
 
     canonical = ask("MEDIA_RESOLUTION_LOW", ("HARM_CATEGORY_HARASSMENT", "BLOCK_NONE"), "text/plain")
     lower = ask("media_resolution_low", ("harm_category_harassment", "block_none"), "text/plain")
-    assert response_text(lower) == response_text(canonical)
+    # Decoding after the first token is not reproducible yet on CPU (issue 3 note); the prompt must be.
+    sdkutil.assert_reference_text(response_text(lower), case)
+    sdkutil.assert_reference_text(response_text(canonical), case)
     assert lower["usageMetadata"]["promptTokenCount"] == canonical["usageMetadata"]["promptTokenCount"]
 
 
@@ -225,7 +227,7 @@ def test_routes_on_every_api_version(http, expected, version):
 
     r = http.post(f"/{version}/models/{model}:generateContent", json=sdkutil.rest_body(case, generation_config=_gc(case)))
     assert r.status_code == 200, r.text[:500]
-    assert response_text(r.json()) == case["greedy_text"]
+    sdkutil.assert_reference_text(response_text(r.json()), case)
 
     body = sdkutil.rest_body(case, generation_config={"maxOutputTokens": 2})
     with http.stream("POST", f"/{version}/models/{model}:streamGenerateContent?alt=sse", json=body) as r:

@@ -30,6 +30,9 @@ pub struct LoadOptions {
     pub max_output_tokens: u32,
     /// Where the staged model folder is written.
     pub staging_root: PathBuf,
+    /// Weight and activation dtype; `None` picks float32 on CPU (mistralrs's own "auto" picks bf16 there,
+    /// which is slower on most CPUs and costs accuracy) and mistralrs's choice on a GPU.
+    pub dtype: Option<ModelDType>,
 }
 
 impl Default for LoadOptions {
@@ -39,16 +42,17 @@ impl Default for LoadOptions {
             max_num_seqs: 16,
             max_output_tokens: 8192,
             staging_root: std::env::temp_dir().join("glimpse-staged"),
+            dtype: None,
         }
     }
 }
 
 pub struct MistralRsEngine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     info: ModelInfo,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     folder: ModelFolder,
     staged: PathBuf,
     options: LoadOptions,
@@ -61,8 +65,15 @@ async fn build_model(staged: &Path, options: &LoadOptions) -> anyhow::Result<Mod
     // The hub is never reachable from a model folder; make sure nothing tries.
     std::env::set_var("HF_HUB_OFFLINE", "1");
     let mut builder = MultimodalModelBuilder::new(staged.to_string_lossy())
-        .with_dtype(ModelDType::Auto)
-        .with_max_num_seqs(options.max_num_seqs);
+        .with_dtype(options.dtype.unwrap_or(if options.force_cpu || !cfg!(feature = "cuda") {
+            ModelDType::F32
+        } else {
+            ModelDType::Auto
+        }))
+        .with_max_num_seqs(options.max_num_seqs)
+        // mistralrs 0.8.1's prefix cache reuses a cached prompt without its images: an identical second
+        // request with an image was answered as if it had none. Off until that is fixed upstream.
+        .with_prefix_cache_n(None);
     if options.force_cpu {
         builder = builder.with_force_cpu();
     }
@@ -96,7 +107,7 @@ impl MistralRsEngine {
     }
 
     /// Prepares the prompt off the async threads (image resizing is CPU work).
-    async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
+    pub(crate) async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
         let prompt = prompt.clone();
         let family = self.inner.folder.family.clone();
         tokio::task::spawn_blocking(move || prepare(&prompt, &family))
@@ -131,6 +142,12 @@ impl MistralRsEngine {
 }
 
 impl Inner {
+    pub(crate) async fn submit(self: &Arc<Self>, request: Request) -> Result<(), GlimpseError> {
+        let model = self.model();
+        let sender = model.inner().get_sender(None).map_err(|e| self.engine_failure(e.to_string()))?;
+        sender.send(request).await.map_err(|_| self.engine_failure("the engine thread is gone".into()))
+    }
+
     fn model(&self) -> Arc<Model> {
         match self.model.read() {
             Ok(guard) => guard.clone(),
@@ -184,46 +201,72 @@ impl Engine for MistralRsEngine {
         let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
         let constraint = match request.constraint {
             OutputConstraint::None => Constraint::None,
-            OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(schema),
+            OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(compact_json(schema)),
             OutputConstraint::Regex(regex) => Constraint::Regex(regex),
         };
-        let messages = prepared.engine_messages();
         let image_tokens = prepared.image_tokens();
-        let message = if prepared.images.is_empty() {
-            RequestMessage::Chat { messages, enable_thinking: None, reasoning_effort: None }
-        } else {
-            RequestMessage::MultimodalChat {
-                images: prepared.images,
-                audios: Vec::new(),
-                videos: Vec::new(),
-                messages,
-                enable_thinking: None,
-                reasoning_effort: None,
-            }
-        };
         let (tx, rx) = mpsc::channel(64);
-        let engine_request = Request::Normal(Box::new(NormalRequest {
-            messages: message,
-            sampling_params: params,
-            response: tx,
-            return_logprobs: false,
-            is_streaming: true,
-            id: 0,
-            constraint,
-            suffix: None,
-            tools: None,
-            tool_choice: None,
-            logits_processors: None,
-            return_raw_logits: false,
-            web_search_options: None,
-            model_id: None,
-            truncate_sequence: false,
-        }));
-        let model = self.inner.model();
-        let sender = model.inner().get_sender(None).map_err(|e| self.inner.engine_failure(e.to_string()))?;
-        sender.send(engine_request).await.map_err(|_| self.inner.engine_failure("the engine thread is gone".into()))?;
+        self.inner.submit(engine_request(prepared, params, constraint, tx, EngineOutput::Stream)).await?;
         Ok(response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens))
     }
+}
+
+/// llguidance allows free whitespace between JSON tokens by default, and a weak model can fill its whole
+/// budget with newlines; Gemini answers compact JSON, so ask the grammar for that.
+fn compact_json(mut schema: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(map) = &mut schema {
+        map.entry("x-guidance").or_insert_with(|| serde_json::json!({"whitespace_flexible": false}));
+    }
+    schema
+}
+
+/// What the engine should send back for a request.
+pub(crate) enum EngineOutput {
+    /// Streamed text chunks.
+    Stream,
+    /// Streamed chunks with the log-probability of each sampled token.
+    StreamWithLogprobs,
+    /// The raw logits of the first generated position.
+    RawLogits,
+}
+
+pub(crate) fn engine_request(
+    prepared: PreparedPrompt,
+    sampling_params: mistralrs::SamplingParams,
+    constraint: Constraint,
+    response: mpsc::Sender<Response>,
+    output: EngineOutput,
+) -> Request {
+    let messages = prepared.engine_messages();
+    let message = if prepared.images.is_empty() {
+        RequestMessage::Chat { messages, enable_thinking: None, reasoning_effort: None }
+    } else {
+        RequestMessage::MultimodalChat {
+            images: prepared.images,
+            audios: Vec::new(),
+            videos: Vec::new(),
+            messages,
+            enable_thinking: None,
+            reasoning_effort: None,
+        }
+    };
+    Request::Normal(Box::new(NormalRequest {
+        messages: message,
+        sampling_params,
+        response,
+        return_logprobs: matches!(output, EngineOutput::StreamWithLogprobs),
+        is_streaming: matches!(output, EngineOutput::Stream),
+        id: 0,
+        constraint,
+        suffix: None,
+        tools: None,
+        tool_choice: None,
+        logits_processors: None,
+        return_raw_logits: matches!(output, EngineOutput::RawLogits),
+        web_search_options: None,
+        model_id: None,
+        truncate_sequence: false,
+    }))
 }
 
 /// Engine responses → Glimpse events. A channel that closes before the final chunk means the engine thread

@@ -8,9 +8,11 @@
 mod engine;
 mod family;
 mod model_folder;
+mod probe;
 mod prompt_builder;
 mod sampling;
 
 pub use engine::{LoadOptions, MistralRsEngine};
 pub use family::{Family, ImagePlan};
 pub use model_folder::ModelFolder;
+pub use probe::Probe;

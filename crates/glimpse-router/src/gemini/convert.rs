@@ -346,6 +346,8 @@ pub fn openapi_to_json_schema(schema: &Value) -> Result<Value, GlimpseError> {
                     converted.insert(name.clone(), openapi_to_json_schema(prop)?);
                 }
                 out.insert("properties".into(), Value::Object(converted));
+                // Gemini's Schema has no additionalProperties: an object has exactly the listed properties.
+                out.insert("additionalProperties".into(), Value::Bool(false));
             }
             "items" => {
                 out.insert("items".into(), openapi_to_json_schema(value)?);

@@ -1,0 +1,145 @@
+//! Numerics parity with Hugging Face transformers on the committed tiny Qwen2.5-VL.
+//!
+//! `fixtures/expected/qwen2_5_vl-tiny.json` was produced by transformers (float32, eager attention) from the
+//! same folder by `scripts/fixtures/make_tiny_qwen2_5_vl.py`. For every case Glimpse must produce
+//! - exactly the same expanded prompt token ids, and the same prompt token count from `count_tokens`;
+//! - the same first greedy token, with its log-probability within `LOGPROB_TOLERANCE`;
+//! - first-position logits within `LOGIT_TOLERANCE`.
+//! The whole greedy sequence (the fixture keeps every top-1/top-2 gap ≥ 0.28, so float rounding cannot flip
+//! a token) is `greedy_decoding_matches_transformers`, ignored while mistralrs's CPU decoding diverges.
+//!
+//! Tolerances: the logits have a standard deviation of ~16. mistralrs's vision merger uses the tanh
+//! approximation of GELU where transformers uses the exact erf form; re-running the reference with the tanh
+//! form moved first-step logits by up to 0.006 (recorded per case under `robustness`). Summation-order
+//! differences in float32 add ~1e-5 relative. 0.02 absolute (≈1e-3 of a logit's spread) covers both with
+//! margin while still catching any real layout or rope error, which moves logits by whole units.
+//! The resized case (`resize_odd`) adds a resampling difference; see `RESIZED_LOGIT_TOLERANCE`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
+use glimpse_core::media::{decode_image, ImageLimits};
+use glimpse_core::{Engine, ImageInput, Part, Prompt, Role, Turn};
+use serde_json::Value;
+
+const LOGIT_TOLERANCE: f32 = 0.02;
+const LOGPROB_TOLERANCE: f32 = 0.01;
+/// For the one image that must be resized (150×100 → 140×112): Glimpse resamples with the `image` crate's
+/// CatmullRom, transformers with PIL's bicubic; the pixels differ by a few levels and the logits by 0.10
+/// (measured). 0.25 is 1.5% of the logit spread: a wrong grid or layout would move them by whole units.
+const RESIZED_LOGIT_TOLERANCE: f32 = 0.25;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("fixtures/expected/qwen2_5_vl-tiny.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn engine() -> MistralRsEngine {
+    let options = LoadOptions { force_cpu: true, ..Default::default() };
+    MistralRsEngine::load(&repo_root().join("fixtures/models/qwen2_5_vl-tiny"), options).await.unwrap()
+}
+
+/// transformers chat messages → a Glimpse prompt.
+fn prompt_from_messages(messages: &Value) -> Prompt {
+    let mut prompt = Prompt::default();
+    for message in messages.as_array().unwrap() {
+        let role = message["role"].as_str().unwrap();
+        let parts: Vec<Part> = match &message["content"] {
+            Value::String(text) => vec![Part::Text(text.clone())],
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item["type"].as_str().unwrap() {
+                    "text" => Part::Text(item["text"].as_str().unwrap().to_string()),
+                    "image" => {
+                        let bytes = std::fs::read(repo_root().join(item["path"].as_str().unwrap())).unwrap();
+                        let decoded = decode_image(&bytes, None, &ImageLimits::default()).unwrap();
+                        Part::Image(ImageInput { image: Arc::new(decoded.image), format: decoded.format, resolution: None })
+                    }
+                    other => panic!("unknown content type {other}"),
+                })
+                .collect(),
+            other => panic!("unexpected content {other}"),
+        };
+        match role {
+            "system" => {
+                let Part::Text(text) = &parts[0] else { panic!("system must be text") };
+                prompt.system = Some(text.clone());
+            }
+            "user" => prompt.turns.push(Turn { role: Role::User, parts }),
+            "assistant" => prompt.turns.push(Turn { role: Role::Model, parts }),
+            other => panic!("unknown role {other}"),
+        }
+    }
+    prompt
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_and_first_step_match_transformers() {
+    let expected = expected();
+    let engine = engine().await;
+    let mut report = Vec::new();
+    for case in expected["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = prompt_from_messages(&case["messages"]);
+
+        let counted = engine.count_tokens(&prompt).await.unwrap();
+        assert_eq!(counted.total() as u64, case["prompt_token_count"].as_u64().unwrap(), "{name}: prompt tokens");
+        let image_tokens: u64 = case["image_token_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(counted.image as u64, image_tokens, "{name}: image tokens");
+
+        let max_new = case["max_new_tokens"].as_u64().unwrap() as u32;
+        let probe = engine.probe(&prompt, max_new).await.unwrap();
+
+        let want_ids: Vec<u32> =
+            case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(probe.prompt_ids, want_ids, "{name}: expanded prompt ids");
+
+        // The first generated token comes from the prompt's forward pass.
+        let want_lp = floats(&case["step_logprobs"]);
+        let first = probe.tokens.first().expect("no token generated");
+        assert!(case["greedy_text"].as_str().unwrap().starts_with(first.as_str()), "{name}: first token {first:?}");
+        let first_lp_diff = (probe.logprobs[0] - want_lp[0]).abs();
+        assert!(first_lp_diff <= LOGPROB_TOLERANCE, "{name}: first-token log-probability differs by {first_lp_diff}");
+
+        let want_logits = floats(&case["first_step_logits"]);
+        assert_eq!(probe.first_logits.len(), want_logits.len(), "{name}: vocab size");
+        let max_logit_diff = probe
+            .first_logits
+            .iter()
+            .zip(&want_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let tolerance = if name == "resize_odd" { RESIZED_LOGIT_TOLERANCE } else { LOGIT_TOLERANCE };
+        assert!(max_logit_diff <= tolerance, "{name}: first-step logits differ by {max_logit_diff}");
+        report.push(format!("{name}: max |Δlogit| {max_logit_diff:.2e}, |Δlogprob| {first_lp_diff:.2e}"));
+    }
+    eprintln!("parity report:\n{}", report.join("\n"));
+}
+
+/// Every greedy token of every case, through mistralrs's cached decoding. Ignored: on CPU, mistralrs 0.8.1
+/// decodes image prompts differently from transformers after the first token, and not reproducibly from run
+/// to run (the prompt's forward pass above agrees within 0.005). Run with `--ignored` to see the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "mistralrs 0.8.1 CPU decoding diverges from transformers after the first token (issue 3 note)"]
+async fn greedy_decoding_matches_transformers() {
+    let expected = expected();
+    let engine = engine().await;
+    for case in expected["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = prompt_from_messages(&case["messages"]);
+        let probe = engine.probe(&prompt, case["max_new_tokens"].as_u64().unwrap() as u32).await.unwrap();
+        assert_eq!(probe.tokens.concat(), case["greedy_text"].as_str().unwrap(), "{name}: greedy text");
+        let want_lp = floats(&case["step_logprobs"]);
+        let max_lp_diff = probe.logprobs.iter().zip(&want_lp).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(max_lp_diff <= LOGPROB_TOLERANCE, "{name}: step log-probabilities differ by {max_lp_diff}");
+    }
+}

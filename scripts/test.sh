@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: Rust unit and integration tests (including numerics parity with transformers),
+# then the black-box conformance tests that drive `glimpse serve` with the official Python SDK and curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+export HF_HUB_OFFLINE=1 CARGO_TERM_COLOR=never
+cargo build --locked -p glimpse-cli
+cargo test --locked --workspace
+.venv/bin/python -m pytest tests/sdk -q -p no:cacheprovider
