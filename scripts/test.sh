@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 export HF_HUB_OFFLINE=1 CARGO_TERM_COLOR=never
-cargo build --locked -p glimpse-cli
+# One feature set for everything: the binary the SDK tests start and the test targets share one build of
+# mistralrs (building `-p glimpse-cli` alone would unify features differently and compile it twice).
+cargo build --locked --workspace --all-targets
 cargo test --locked --workspace
 .venv/bin/python -m pytest tests/sdk -q -p no:cacheprovider
