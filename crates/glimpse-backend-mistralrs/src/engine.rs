@@ -224,8 +224,8 @@ fn compact_json(mut schema: serde_json::Value) -> serde_json::Value {
 pub(crate) enum EngineOutput {
     /// Streamed text chunks.
     Stream,
-    /// Streamed chunks with the log-probability of each sampled token.
-    StreamWithLogprobs,
+    /// One final response carrying the log-probability of each sampled token.
+    Logprobs,
     /// The raw logits of the first generated position.
     RawLogits,
 }
@@ -254,7 +254,7 @@ pub(crate) fn engine_request(
         messages: message,
         sampling_params,
         response,
-        return_logprobs: matches!(output, EngineOutput::StreamWithLogprobs),
+        return_logprobs: matches!(output, EngineOutput::Logprobs),
         is_streaming: matches!(output, EngineOutput::Stream),
         id: 0,
         constraint,

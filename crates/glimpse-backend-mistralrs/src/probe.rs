@@ -32,25 +32,11 @@ impl MistralRsEngine {
 
         let (tx, mut rx) = mpsc::channel(64);
         let prepared = self.prepare(prompt).await?;
-        let request = engine_request(prepared, params.clone(), Constraint::None, tx, EngineOutput::StreamWithLogprobs);
+        let request = engine_request(prepared, params.clone(), Constraint::None, tx, EngineOutput::Logprobs);
         self.inner.submit(request).await?;
         let (mut tokens, mut logprobs, mut finish_reason) = (Vec::new(), Vec::new(), String::new());
         while let Some(response) = rx.recv().await {
             match response {
-                Response::Chunk(chunk) => {
-                    for choice in chunk.choices {
-                        if let Some(lp) = choice.logprobs {
-                            tokens.push(lp.token);
-                            logprobs.push(lp.logprob * LN_10);
-                        }
-                        if let Some(reason) = choice.finish_reason {
-                            finish_reason = reason;
-                        }
-                    }
-                    if !finish_reason.is_empty() {
-                        break;
-                    }
-                }
                 Response::Done(done) => {
                     for choice in done.choices {
                         for lp in choice.logprobs.and_then(|l| l.content).unwrap_or_default() {
