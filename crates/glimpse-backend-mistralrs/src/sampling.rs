@@ -36,7 +36,11 @@ pub fn sampling_params(options: &SamplingOptions, defaults: &GenerationDefaults,
     let greedy = temperature <= 0.0;
     let mut params = SamplingParams::neutral();
     if greedy {
-        params.temperature = None; // argmax
+        // mistralrs 0.8.1 documents `temperature: None` as argmax, but `add_request` replaces it with 1.0
+        // and samples the whole distribution. Top-k 1 at temperature 1 is exact argmax, and the log-probs it
+        // reports are the model's own.
+        params.temperature = Some(1.0);
+        params.top_k = Some(1);
     } else {
         params.temperature = Some(temperature);
         params.top_k = options.top_k.or(defaults.top_k).map(|k| k as usize);
@@ -60,7 +64,7 @@ mod tests {
     fn greedy_model_defaults_apply_when_client_sets_nothing() {
         let defaults = GenerationDefaults { do_sample: Some(false), ..Default::default() };
         let p = sampling_params(&SamplingOptions::default(), &defaults, 10);
-        assert_eq!(p.temperature, None);
+        assert_eq!((p.temperature, p.top_k, p.top_p), (Some(1.0), Some(1), None));
         assert_eq!(p.max_len, Some(10));
     }
 

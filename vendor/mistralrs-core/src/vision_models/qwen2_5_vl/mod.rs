@@ -238,8 +238,11 @@ impl Qwen2_5VLModel {
                         .where_cond(&llm_positions, &position_ids.i((.., i, ..))?)?
                         .unsqueeze(1)?,
                 )?;
-                mrope_position_deltas
-                    .push(max_llm_pos_ids + 1 - total_input_ids.i(i)?.dim(0)? as i64);
+                // Glimpse patch: `max_llm_pos_ids` is already one past the largest position (it is
+                // max'd with each segment's next start), so the delta transformers computes as
+                // `max(position) + 1 - len` is `max_llm_pos_ids - len`. The upstream `+ 1` put every
+                // decode step of an image prompt one position too far.
+                mrope_position_deltas.push(max_llm_pos_ids - total_input_ids.i(i)?.dim(0)? as i64);
             }
             let mrope_position_deltas_len = mrope_position_deltas.len();
             let mrope_position_deltas = Tensor::from_vec(
