@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
 export HF_HUB_OFFLINE=1
-cargo build --locked -p glimpse-cli
+# The same build as scripts/test.sh, so running both compiles mistralrs once.
+cargo build --locked --workspace --all-targets
 exec target/debug/glimpse serve --model fixtures/models/qwen2_5_vl-tiny "$@"

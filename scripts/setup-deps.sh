@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Glimpse needs on a fresh Debian machine with Rust and Python 3:
-# Debian packages for HEIC/HEIF decoding and the tests' curl, and a Python venv with the official SDKs.
+# Debian packages for HEIC/HEIF decoding, the tests' curl and Node.js, a Python venv with the official SDKs,
+# and the JS SDK (@google/genai, pinned by tests/js/package-lock.json).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ need=()
 for pkg in libheif-dev pkg-config curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
@@ -18,4 +20,8 @@ fi
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import google.genai, pytest, httpx, PIL" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+fi
+
+if [ ! -d tests/js/node_modules/@google/genai ]; then
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -13,7 +13,11 @@ use glimpse_core::{
     Engine, GenerateRequest, ImageInput, ModelRegistry, OutputConstraint, Part, Prompt, RequestLimits, Role,
     SamplingOptions, Turn,
 };
+use glimpse_fetch::{FetchConfig, Fetcher};
+use glimpse_files::{FileStore, FileStoreConfig};
+use glimpse_router::auth::Auth;
 use glimpse_router::AppState;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "glimpse", version, about = "A self-hosted image-understanding server that speaks the Gemini API")]
@@ -67,6 +71,62 @@ struct ServeArgs {
     /// Decoded pixels allowed per image (decompression bombs are refused before decoding).
     #[arg(long, default_value_t = 100_000_000)]
     max_image_pixels: u64,
+    #[command(flatten)]
+    keys: KeyArgs,
+    #[command(flatten)]
+    files: FileArgs,
+    #[command(flatten)]
+    fetch: FetchArgs,
+    /// The URL clients reach this server at (e.g. https://glimpse.example.com behind a proxy). Upload URLs and
+    /// file URIs are built from it; default: the Host of each request.
+    #[arg(long, env = "GLIMPSE_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// An API key clients may use; each key is a project whose files other keys cannot see. Repeatable.
+    #[arg(long = "api-key", env = "GLIMPSE_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// A file with one API key per line (blank lines and # comments ignored).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// Accept any API key (each key still gets its own files). The default when no key is configured and the
+    /// server listens on loopback only.
+    #[arg(long)]
+    open: bool,
+}
+
+#[derive(Args)]
+struct FileArgs {
+    /// Where uploaded files and their database live.
+    #[arg(long, env = "GLIMPSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Metadata database (sqlite://… or postgres://…); default: SQLite in the data folder.
+    #[arg(long, env = "GLIMPSE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Largest file one upload may hold.
+    #[arg(long, default_value_t = FileStoreConfig::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
+    /// Bytes of files one project (API key) may keep at once.
+    #[arg(long, default_value_t = FileStoreConfig::DEFAULT_PROJECT_QUOTA_BYTES)]
+    project_quota_bytes: u64,
+    /// Seconds an uploaded file lives (the Gemini API keeps files 48 hours).
+    #[arg(long, default_value_t = FileStoreConfig::DEFAULT_TTL.as_secs())]
+    file_ttl_seconds: u64,
+}
+
+#[derive(Args)]
+struct FetchArgs {
+    /// Refuse http(s) image URLs in requests.
+    #[arg(long)]
+    no_url_fetch: bool,
+    /// A network (CIDR) that URL fetching may reach despite the SSRF guard, e.g. 10.0.0.0/8. Repeatable.
+    #[arg(long = "fetch-allow")]
+    fetch_allow: Vec<ipnet::IpNet>,
+    /// Largest image fetched from a URL.
+    #[arg(long, default_value_t = 20 * 1024 * 1024)]
+    max_fetch_bytes: u64,
 }
 
 #[derive(Args)]
@@ -100,13 +160,74 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_images: args.max_images,
         image: ImageLimits { max_pixels: args.max_image_pixels, ..ImageLimits::default() },
     };
-    let state = AppState { registry: Arc::new(registry), limits: Arc::new(limits) };
-    let app = glimpse_router::app(state, &args.path_prefix);
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("invalid --host/--port")?;
+    let auth = auth(&args.keys, &addr)?;
+    let files = open_file_store(&args.files).await?;
+    glimpse_files::sweeper::spawn(files.clone());
+    let fetcher = if args.fetch.no_url_fetch {
+        None
+    } else {
+        let config = FetchConfig { max_bytes: args.fetch.max_fetch_bytes, allow: args.fetch.fetch_allow.clone(), ..Default::default() };
+        Some(Arc::new(Fetcher::new(config)?))
+    };
+    let state = AppState {
+        registry: Arc::new(registry),
+        limits: Arc::new(limits),
+        auth: Arc::new(auth),
+        files: Some(files),
+        fetcher,
+        public_url: args.public_url.clone(),
+        path_prefix: args.path_prefix.trim_end_matches('/').to_string(),
+    };
+    let app = glimpse_router::app(state);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     eprintln!("glimpse: serving the Gemini API on http://{addr}{} (v1, v1beta, v1alpha)", args.path_prefix);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
+}
+
+/// API keys from flags, env and file; without any, open mode, which only loopback gets by default.
+fn auth(args: &KeyArgs, addr: &SocketAddr) -> anyhow::Result<Auth> {
+    let mut keys: Vec<String> = args.api_keys.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+    if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    if args.open {
+        return Ok(Auth::Open);
+    }
+    if !keys.is_empty() {
+        eprintln!("glimpse: {} API key(s) configured", keys.len());
+        return Ok(Auth::with_keys(keys));
+    }
+    if addr.ip().is_loopback() {
+        return Ok(Auth::Open);
+    }
+    anyhow::bail!(
+        "refusing to serve on {addr} without API keys: pass --api-key / --api-key-file (or GLIMPSE_API_KEYS), \
+         or --open to accept any key"
+    )
+}
+
+fn default_data_dir() -> PathBuf {
+    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+        (Some(xdg), _) if !xdg.is_empty() => PathBuf::from(xdg).join("glimpse"),
+        (_, Some(home)) => PathBuf::from(home).join(".local/share/glimpse"),
+        _ => PathBuf::from("glimpse-data"),
+    }
+}
+
+async fn open_file_store(args: &FileArgs) -> anyhow::Result<Arc<FileStore>> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config = FileStoreConfig {
+        data_dir: data_dir.clone(),
+        database_url: args.database_url.clone(),
+        max_file_bytes: args.max_file_bytes,
+        project_quota_bytes: args.project_quota_bytes,
+        ttl: Duration::from_secs(args.file_ttl_seconds),
+    };
+    let store = FileStore::open(config).await.with_context(|| format!("opening the file store in {}", data_dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 async fn shutdown_signal() {

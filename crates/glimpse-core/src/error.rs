@@ -13,6 +13,7 @@ pub enum Code {
     Unauthenticated,
     PermissionDenied,
     NotFound,
+    AlreadyExists,
     ResourceExhausted,
     Cancelled,
     Internal,
@@ -28,6 +29,7 @@ impl Code {
             Code::Unauthenticated => 401,
             Code::PermissionDenied => 403,
             Code::NotFound => 404,
+            Code::AlreadyExists => 409,
             Code::ResourceExhausted => 429,
             Code::Cancelled => 499,
             Code::Internal => 500,
@@ -44,6 +46,7 @@ impl Code {
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::Cancelled => "CANCELLED",
             Code::Internal => "INTERNAL",
@@ -75,6 +78,8 @@ pub enum GlimpseError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
     Unavailable(String),
@@ -83,6 +88,9 @@ pub enum GlimpseError {
     /// The engine failed while working on a valid request.
     #[error("{0}")]
     Engine(String),
+    /// The metadata database or blob store failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
 }
 
 impl GlimpseError {
@@ -95,10 +103,11 @@ impl GlimpseError {
             GlimpseError::FailedPrecondition(_) => Code::FailedPrecondition,
             GlimpseError::PermissionDenied(_) => Code::PermissionDenied,
             GlimpseError::NotFound(_) => Code::NotFound,
+            GlimpseError::AlreadyExists(_) => Code::AlreadyExists,
             GlimpseError::ResourceExhausted(_) => Code::ResourceExhausted,
             GlimpseError::Unavailable(_) => Code::Unavailable,
             GlimpseError::Unimplemented(_) => Code::Unimplemented,
-            GlimpseError::Engine(_) => Code::Internal,
+            GlimpseError::Engine(_) | GlimpseError::Storage(_) => Code::Internal,
         }
     }
 

@@ -14,11 +14,13 @@ pub struct ApiError {
     pub http_status: u16,
     pub status: &'static str,
     pub message: String,
+    /// `google.rpc` detail objects (e.g. `ErrorInfo`), omitted when empty.
+    pub details: Vec<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ApiError { http_status: code.http_status(), status: code.as_str(), message: message.into() }
+        ApiError { http_status: code.http_status(), status: code.as_str(), message: message.into(), details: Vec::new() }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -31,12 +33,17 @@ impl ApiError {
             http_status: 413,
             status: Code::InvalidArgument.as_str(),
             message: format!("Request payload size exceeds the limit: {limit} bytes."),
+            details: Vec::new(),
         }
     }
 
     /// The envelope as JSON, also used for `data: {"error":…}` events mid-stream.
     pub fn to_json(&self) -> serde_json::Value {
-        json!({"error": {"code": self.http_status, "message": self.message, "status": self.status}})
+        let mut error = json!({"code": self.http_status, "message": self.message, "status": self.status});
+        if !self.details.is_empty() {
+            error["details"] = json!(self.details);
+        }
+        json!({ "error": error })
     }
 }
 

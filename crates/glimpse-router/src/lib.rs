@@ -3,28 +3,57 @@
 //! Handlers parse leniently (spec §1.4), convert to `glimpse_core` types, call the engine, and map every
 //! failure once through [`error::ApiError`] to Google's error envelope.
 
+pub mod auth;
 pub mod body;
 pub mod error;
+pub mod files;
 pub mod gemini;
+pub mod interactions;
 pub mod json_keys;
 pub mod lenient;
+pub mod remote_media;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{middleware, Router};
 use glimpse_core::{ModelRegistry, RequestLimits};
+use glimpse_fetch::Fetcher;
+use glimpse_files::FileStore;
+
+use crate::auth::{Auth, Caller};
+use crate::remote_media::RemoteMedia;
 
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<ModelRegistry>,
     pub limits: Arc<RequestLimits>,
+    pub auth: Arc<Auth>,
+    /// The File API's storage; `None` disables the File API.
+    pub files: Option<Arc<FileStore>>,
+    /// Fetching of http(s) image URLs; `None` refuses them.
+    pub fetcher: Option<Arc<Fetcher>>,
+    /// How clients reach this server (e.g. `https://glimpse.example.com` behind a proxy); upload URLs and file
+    /// URIs are built from it. `None`: from each request's `Host`.
+    pub public_url: Option<String>,
+    /// The path prefix the API is served under (`""` or e.g. `/gemini`).
+    pub path_prefix: String,
+}
+
+impl AppState {
+    pub fn remote_media<'a>(&'a self, caller: &'a Caller) -> RemoteMedia<'a> {
+        RemoteMedia { files: self.files.as_deref(), fetcher: self.fetcher.as_deref(), project: &caller.project }
+    }
 }
 
 /// The whole API, optionally under a path prefix (e.g. `/gemini` behind a gateway).
-pub fn app(state: AppState, path_prefix: &str) -> Router {
-    let api = gemini::routes().with_state(state);
-    let prefix = path_prefix.trim_end_matches('/');
+pub fn app(state: AppState) -> Router {
+    let api = gemini::routes()
+        .merge(files::routes())
+        .merge(interactions::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        .with_state(state.clone());
+    let prefix = state.path_prefix.trim_end_matches('/');
     let app = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     app.fallback(error::not_found_route)
 }

@@ -14,12 +14,14 @@ use serde_json::{json, Map, Value};
 
 use super::types::{self, Content, GenerateContentRequest, GenerationConfig, PartMediaResolution};
 use crate::lenient;
+use crate::remote_media::RemoteMedia;
 
 const MAX_STOP_SEQUENCES: usize = 5;
 
 pub async fn convert_generate_request(
     request: GenerateContentRequest,
     limits: &RequestLimits,
+    remote: &RemoteMedia<'_>,
 ) -> Result<GenerateRequest, GlimpseError> {
     if request.cached_content.is_some() {
         return Err(GlimpseError::invalid("cachedContent is not supported by this server."));
@@ -35,26 +37,50 @@ pub async fn convert_generate_request(
         Some(content) => Some(system_text(content)?),
         None => None,
     };
-    let turns = convert_contents(request.contents, limits).await?;
+    let turns = convert_contents(request.contents, limits, remote).await?;
     Ok(GenerateRequest { prompt: Prompt { system, turns, media_resolution }, sampling, constraint })
 }
 
 /// Converts `contents` (also used by countTokens).
-pub async fn convert_contents(contents: Vec<Content>, limits: &RequestLimits) -> Result<Vec<Turn>, GlimpseError> {
+pub async fn convert_contents(
+    contents: Vec<Content>,
+    limits: &RequestLimits,
+    remote: &RemoteMedia<'_>,
+) -> Result<Vec<Turn>, GlimpseError> {
     if contents.is_empty() {
         return Err(GlimpseError::invalid("* GenerateContentRequest.contents: contents is not specified"));
     }
-    let plan = plan_contents(contents, limits)?;
+    let mut plan = plan_contents(contents, limits)?;
+    load_remote(&mut plan, remote).await?;
     let image_limits = limits.image.clone();
     tokio::task::spawn_blocking(move || decode_plan(plan, &image_limits))
         .await
         .map_err(|e| GlimpseError::Engine(format!("image decoding task failed: {e}")))?
 }
 
-/// A part whose image bytes are still undecoded.
+/// A part whose image bytes are still undecoded (or, for a reference, not yet loaded).
 enum PlannedPart {
     Text(String),
-    Image { bytes: Vec<u8>, format: ImageFormat, resolution: Option<MediaResolution>, field: String },
+    Image { bytes: Vec<u8>, format: Option<ImageFormat>, resolution: Option<MediaResolution>, field: String },
+    Reference { uri: String, resolution: Option<MediaResolution>, field: String },
+}
+
+/// Loads File API files and URLs, one after another (a request's references share the per-request limits).
+async fn load_remote(plan: &mut [PlannedTurn], remote: &RemoteMedia<'_>) -> Result<(), GlimpseError> {
+    for turn in plan.iter_mut() {
+        for part in turn.parts.iter_mut() {
+            if let PlannedPart::Reference { uri, resolution, field } = part {
+                let loaded = remote.load(uri).await?;
+                *part = PlannedPart::Image {
+                    bytes: loaded.bytes,
+                    format: loaded.format,
+                    resolution: *resolution,
+                    field: std::mem::take(field),
+                };
+            }
+        }
+    }
+    Ok(())
 }
 
 struct PlannedTurn {
@@ -135,10 +161,14 @@ fn plan_part(part: types::Part, ci: usize, pi: usize) -> Result<Option<PlannedPa
         let bytes = lenient::decode_base64(&blob.data).map_err(|e| {
             GlimpseError::invalid(format!("Invalid value at '{field}.data' (TYPE_BYTES), Base64 decoding failed: {e}"))
         })?;
-        return Ok(Some(PlannedPart::Image { bytes, format, resolution, field }));
+        return Ok(Some(PlannedPart::Image { bytes, format: Some(format), resolution, field }));
     }
     if let Some(file) = part.file_data {
-        return Err(resolve_file_uri(&file.file_uri));
+        let field = format!("contents[{ci}].parts[{pi}].file_data");
+        if file.file_uri.trim().is_empty() {
+            return Err(GlimpseError::invalid(format!("* GenerateContentRequest.{field}.file_uri: required")));
+        }
+        return Ok(Some(PlannedPart::Reference { uri: file.file_uri, resolution, field }));
     }
     if part.function_call.is_some()
         || part.function_response.is_some()
@@ -151,20 +181,6 @@ fn plan_part(part: types::Part, ci: usize, pi: usize) -> Result<Option<PlannedPa
     Ok(None)
 }
 
-/// File API references. The file store is not part of this server yet, so every reference is a file this
-/// caller cannot access, answered with the real API's error.
-fn resolve_file_uri(uri: &str) -> GlimpseError {
-    if let Some(id) = uri.rsplit_once("/files/").map(|(_, id)| id).or_else(|| uri.strip_prefix("files/")) {
-        return GlimpseError::PermissionDenied(format!(
-            "You do not have permission to access the File {id} or it may not exist."
-        ));
-    }
-    if uri.starts_with("http://") || uri.starts_with("https://") {
-        return GlimpseError::invalid("Fetching images from http(s) URLs is not enabled on this server.");
-    }
-    GlimpseError::invalid(format!("Unsupported file URI: {uri}"))
-}
-
 fn decode_plan(plan: Vec<PlannedTurn>, limits: &media::ImageLimits) -> Result<Vec<Turn>, GlimpseError> {
     plan.into_iter()
         .map(|turn| {
@@ -174,10 +190,17 @@ fn decode_plan(plan: Vec<PlannedTurn>, limits: &media::ImageLimits) -> Result<Ve
                 .map(|part| match part {
                     PlannedPart::Text(text) => Ok(Part::Text(text)),
                     PlannedPart::Image { bytes, format, resolution, field } => {
-                        let decoded = media::decode_image(&bytes, Some(format), limits).map_err(|e| {
+                        let decoded = media::decode_image(&bytes, format, limits).map_err(|e| {
                             GlimpseError::invalid(format!("* GenerateContentRequest.{field}: {e}"))
                         })?;
-                        Ok(Part::Image(ImageInput { image: Arc::new(decoded.image), format, resolution }))
+                        Ok(Part::Image(ImageInput {
+                            image: Arc::new(decoded.image),
+                            format: decoded.format,
+                            resolution,
+                        }))
+                    }
+                    PlannedPart::Reference { field, .. } => {
+                        Err(GlimpseError::Engine(format!("{field} was not loaded before decoding")))
                     }
                 })
                 .collect::<Result<Vec<_>, GlimpseError>>()?;
@@ -416,9 +439,10 @@ mod tests {
         assert!(output_constraint(&config).is_err());
     }
 
-    #[test]
-    fn file_references_get_the_real_apis_error() {
-        let err = resolve_file_uri("https://generativelanguage.googleapis.com/v1beta/files/abc123");
+    #[tokio::test]
+    async fn file_references_without_a_file_store_get_the_real_apis_error() {
+        let remote = RemoteMedia { files: None, fetcher: None, project: "p" };
+        let err = remote.load("https://generativelanguage.googleapis.com/v1beta/files/abc123").await.err().unwrap();
         assert_eq!(err.to_string(), "You do not have permission to access the File abc123 or it may not exist.");
     }
 }

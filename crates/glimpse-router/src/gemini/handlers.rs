@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::Extension;
 use axum::http::header;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -19,13 +20,14 @@ use super::response::{
     modality_details, CountTokensResponse, GenerateContentResponse, ListModelsResponse, ModelResource,
 };
 use super::types::{CountTokensRequest, GenerateContentRequest};
+use crate::auth::Caller;
 use crate::body::{parse_gemini, read_limited};
 use crate::error::{ApiError, JSON_CONTENT_TYPE};
 use crate::AppState;
 
 const VERSIONS: &[&str] = &["v1", "v1beta", "v1alpha"];
 
-fn check_version(version: &str) -> Result<(), ApiError> {
+pub(crate) fn check_version(version: &str) -> Result<(), ApiError> {
     if VERSIONS.contains(&version) {
         Ok(())
     } else {
@@ -33,7 +35,7 @@ fn check_version(version: &str) -> Result<(), ApiError> {
     }
 }
 
-fn resolve(state: &AppState, model: &str, version: &str, method: &str) -> Result<Arc<dyn Engine>, ApiError> {
+pub(crate) fn resolve(state: &AppState, model: &str, version: &str, method: &str) -> Result<Arc<dyn Engine>, ApiError> {
     state.registry.resolve(model).ok_or_else(|| {
         let bare = model.strip_prefix("models/").unwrap_or(model);
         ApiError::new(
@@ -46,7 +48,7 @@ fn resolve(state: &AppState, model: &str, version: &str, method: &str) -> Result
     })
 }
 
-fn json_response(value: &impl serde::Serialize) -> Response {
+pub(crate) fn json_response(value: &impl serde::Serialize) -> Response {
     match serde_json::to_string(value) {
         Ok(body) => ([(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response(),
         Err(e) => ApiError::new(Code::Internal, format!("response serialisation failed: {e}")).into_response(),
@@ -60,6 +62,7 @@ fn new_response_id() -> String {
 /// `POST /{v}/models/{model}:{method}`.
 pub async fn model_method(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((version, model_and_method)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     body: Body,
@@ -69,10 +72,11 @@ pub async fn model_method(
         return Err(ApiError::new(Code::NotFound, format!("Unknown method on models/{model_and_method}.")));
     };
     let bytes = read_limited(body, state.limits.max_body_bytes()).await?;
+    let remote = state.remote_media(&caller);
     match method {
         "generateContent" => {
             let engine = resolve(&state, model, &version, method)?;
-            let request = convert_generate_request(parse_gemini::<GenerateContentRequest>(&bytes)?, &state.limits).await?;
+            let request = convert_generate_request(parse_gemini::<GenerateContentRequest>(&bytes)?, &state.limits, &remote).await?;
             let stream = engine.generate(request).await?;
             let (text, finish, usage) = collect(stream).await?;
             let id = new_response_id();
@@ -80,7 +84,7 @@ pub async fn model_method(
         }
         "streamGenerateContent" => {
             let engine = resolve(&state, model, &version, method)?;
-            let request = convert_generate_request(parse_gemini::<GenerateContentRequest>(&bytes)?, &state.limits).await?;
+            let request = convert_generate_request(parse_gemini::<GenerateContentRequest>(&bytes)?, &state.limits, &remote).await?;
             let mut stream = engine.generate(request).await?;
             // Errors before the first token still get a plain HTTP error status.
             let first = match stream.next().await {
@@ -101,8 +105,8 @@ pub async fn model_method(
             let engine = resolve(&state, model, &version, method)?;
             let request = parse_gemini::<CountTokensRequest>(&bytes)?;
             let prompt = match request.generate_content_request {
-                Some(inner) => convert_generate_request(inner, &state.limits).await?.prompt,
-                None => Prompt { turns: convert_contents(request.contents, &state.limits).await?, ..Default::default() },
+                Some(inner) => convert_generate_request(inner, &state.limits, &remote).await?.prompt,
+                None => Prompt { turns: convert_contents(request.contents, &state.limits, &remote).await?, ..Default::default() },
             };
             let tokens = engine.count_tokens(&prompt).await?;
             Ok(json_response(&CountTokensResponse {

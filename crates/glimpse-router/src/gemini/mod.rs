@@ -3,7 +3,7 @@
 mod convert;
 mod handlers;
 mod response;
-mod types;
+pub mod types;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -11,6 +11,8 @@ use axum::Router;
 use crate::AppState;
 
 pub use convert::{convert_contents, convert_generate_request};
+pub(crate) use handlers::{check_version, json_response, resolve as resolve_engine};
+pub use types::GenerateContentRequest;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

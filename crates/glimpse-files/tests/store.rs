@@ -1,0 +1,160 @@
+//! The file store on a real SQLite database and data folder.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream;
+use glimpse_core::{Code, GlimpseError};
+use glimpse_files::{FileState, FileStore, FileStoreConfig, NewUpload};
+
+fn png() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/images/red_square_56x56.png")).unwrap()
+}
+
+fn config(dir: &std::path::Path) -> FileStoreConfig {
+    FileStoreConfig {
+        data_dir: dir.to_path_buf(),
+        database_url: None,
+        max_file_bytes: FileStoreConfig::DEFAULT_MAX_FILE_BYTES,
+        project_quota_bytes: FileStoreConfig::DEFAULT_PROJECT_QUOTA_BYTES,
+        ttl: FileStoreConfig::DEFAULT_TTL,
+    }
+}
+
+fn chunks(data: &[u8]) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+    stream::iter(data.chunks(1000).map(|c| Ok(Bytes::copy_from_slice(c))).collect::<Vec<_>>())
+}
+
+async fn upload(store: &FileStore, project: &str, bytes: &[u8], mime: Option<&str>) -> glimpse_files::FileRecord {
+    let session = store
+        .start_upload(NewUpload {
+            project: project.into(),
+            mime_type: mime.map(str::to_string),
+            declared_size: Some(bytes.len() as u64),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let half = bytes.len() / 2;
+    let received = store.append(&session, 0, chunks(&bytes[..half])).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    assert_eq!(session.received, received);
+    store.append(&session, half as u64, chunks(&bytes[half..])).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    store.finalize(&session).await.unwrap()
+}
+
+fn code(e: GlimpseError) -> Code {
+    e.code()
+}
+
+#[tokio::test]
+async fn chunked_upload_persists_across_reopen_and_is_private_to_its_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = png();
+    let id = {
+        let store = FileStore::open(config(dir.path())).await.unwrap();
+        let file = upload(&store, "alice", &bytes, Some("image/png")).await;
+        assert_eq!(file.state, FileState::Active);
+        assert_eq!(file.size_bytes, bytes.len() as u64);
+        file.id
+    };
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let (file, read) = store.read_for_prompt("alice", &id, u64::MAX).await.unwrap();
+    assert_eq!(read, bytes);
+    assert_eq!(file.mime_type, "image/png");
+    assert_eq!(code(store.get("bob", &id).await.unwrap_err()), Code::PermissionDenied);
+    assert_eq!(code(store.delete("bob", &id).await.unwrap_err()), Code::PermissionDenied);
+    let (listed, _) = store.list("bob", None, None).await.unwrap();
+    assert!(listed.is_empty());
+    store.delete("alice", &id).await.unwrap();
+    assert_eq!(code(store.get("alice", &id).await.unwrap_err()), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn wrong_offset_and_oversize_chunks_leave_the_upload_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let bytes = png();
+    let session = store
+        .start_upload(NewUpload { project: "p".into(), declared_size: Some(bytes.len() as u64), ..Default::default() })
+        .await
+        .unwrap();
+    store.append(&session, 0, chunks(&bytes[..100])).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    assert_eq!(code(store.append(&session, 50, chunks(&bytes[100..])).await.unwrap_err()), Code::InvalidArgument);
+    let mut too_much = bytes[100..].to_vec();
+    too_much.push(0);
+    assert_eq!(code(store.append(&session, 100, chunks(&too_much)).await.unwrap_err()), Code::InvalidArgument);
+    store.append(&session, 100, chunks(&bytes[100..])).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    let file = store.finalize(&session).await.unwrap();
+    assert_eq!(file.state, FileState::Active);
+    assert_eq!(file.mime_type, "image/png", "sniffed when undeclared");
+    assert_eq!(store.read_for_prompt("p", &file.id, u64::MAX).await.unwrap().1, bytes);
+}
+
+#[tokio::test]
+async fn quota_and_file_size_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.project_quota_bytes = 60_000;
+    cfg.max_file_bytes = 50_000;
+    let store = FileStore::open(cfg).await.unwrap();
+    let start = |size| NewUpload { project: "p".into(), declared_size: Some(size), ..Default::default() };
+    assert_eq!(code(store.start_upload(start(50_001)).await.unwrap_err()), Code::InvalidArgument);
+    store.start_upload(start(40_000)).await.unwrap();
+    assert_eq!(code(store.start_upload(start(30_000)).await.unwrap_err()), Code::ResourceExhausted);
+    // Another project has its own quota.
+    store.start_upload(NewUpload { project: "q".into(), declared_size: Some(30_000), ..Default::default() }).await.unwrap();
+}
+
+#[tokio::test]
+async fn non_image_bytes_become_a_failed_file_that_prompts_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let file = upload(&store, "p", b"just some text, not an image", Some("text/plain")).await;
+    assert_eq!(file.state, FileState::Failed);
+    assert!(file.error.as_deref().unwrap().contains("not a supported image"));
+    assert_eq!(code(store.read_for_prompt("p", &file.id, u64::MAX).await.unwrap_err()), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn expired_files_disappear_and_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.ttl = Duration::from_millis(300);
+    let store = FileStore::open(cfg).await.unwrap();
+    let file = upload(&store, "p", &png(), Some("image/png")).await;
+    store.get("p", &file.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(code(store.get("p", &file.id).await.unwrap_err()), Code::PermissionDenied);
+    assert_eq!(store.sweep().await.unwrap(), 1);
+    assert!(std::fs::read_dir(dir.path().join("blobs/p")).unwrap().next().is_none(), "blob deleted");
+}
+
+#[tokio::test]
+async fn listing_pages_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(upload(&store, "p", &png(), None).await.id);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (page, token) = store.list("p", Some(2), None).await.unwrap();
+    assert_eq!(page.iter().map(|f| f.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
+    let (rest, token2) = store.list("p", Some(2), token.as_deref()).await.unwrap();
+    assert_eq!(rest.iter().map(|f| f.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
+    assert!(token2.is_none());
+}
+
+#[tokio::test]
+async fn custom_names_are_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let named = |p: &str| NewUpload { project: p.into(), name: Some("files/my-cat".into()), ..Default::default() };
+    let session = store.start_upload(named("p")).await.unwrap();
+    assert_eq!(session.file_id, "my-cat");
+    assert_eq!(code(store.start_upload(named("q")).await.unwrap_err()), Code::AlreadyExists);
+}

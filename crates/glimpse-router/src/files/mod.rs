@@ -1,0 +1,108 @@
+//! The File API: resumable (and multipart / raw) upload, list, get, delete (spec §4).
+
+mod resource;
+mod upload;
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use glimpse_core::{Code, GlimpseError};
+use glimpse_files::FileStore;
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::gemini::{check_version, json_response};
+use crate::AppState;
+
+pub use resource::file_json;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/upload/{version}/files", post(upload::upload))
+        .route("/{version}/files", get(list_files).post(create_metadata_only))
+        .route("/{version}/files/{id}", get(get_file).delete(delete_file))
+}
+
+fn store(state: &AppState) -> Result<&FileStore, ApiError> {
+    state.files.as_deref().ok_or_else(|| ApiError::new(Code::Unimplemented, "The File API is disabled on this server."))
+}
+
+/// Where clients reach this API: the configured public URL, else this request's `Host`, plus the prefix.
+pub fn api_base(state: &AppState, headers: &HeaderMap) -> String {
+    let base = match &state.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+            format!("http://{host}")
+        }
+    };
+    format!("{base}{}", state.path_prefix)
+}
+
+/// `GET /{v}/files?pageSize=&pageToken=` → `{"files": [...], "nextPageToken": ...}`, or `{}` when empty.
+async fn list_files(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(version): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_version(&version)?;
+    let page_size = match query.get("pageSize").or_else(|| query.get("page_size")) {
+        Some(s) => Some(s.trim().parse::<f64>().map_err(|_| ApiError::invalid(format!("Invalid pageSize: {s}")))? as u32),
+        None => None,
+    };
+    let token = query.get("pageToken").or_else(|| query.get("page_token")).map(String::as_str);
+    let (files, next) = store(&state)?.list(&caller.project, page_size, token).await?;
+    let base = api_base(&state, &headers);
+    let mut body = json!({});
+    if !files.is_empty() {
+        body["files"] = Value::Array(files.iter().map(|f| file_json(f, &base, &version)).collect());
+    }
+    if let Some(next) = next {
+        body["nextPageToken"] = json!(next);
+    }
+    Ok(json_response(&body))
+}
+
+/// Splits `{id}` from an optional `:method` suffix (`files/{id}:download`).
+fn file_id(raw: &str) -> Result<&str, ApiError> {
+    match raw.split_once(':') {
+        None => Ok(raw),
+        Some((_, "download")) => Err(ApiError::invalid("Uploaded files cannot be downloaded.")),
+        Some((_, method)) => Err(ApiError::new(Code::NotFound, format!("Unknown method {method} on files."))),
+    }
+}
+
+async fn get_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_version(&version)?;
+    let file = store(&state)?.get(&caller.project, file_id(&id)?).await?;
+    Ok(json_response(&file_json(&file, &api_base(&state, &headers), &version)))
+}
+
+/// `DELETE /{v}/files/{id}` → 200 `{}` (not 204: the SDKs parse a JSON body).
+async fn delete_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((version, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_version(&version)?;
+    store(&state)?.delete(&caller.project, file_id(&id)?).await?;
+    Ok(json_response(&json!({})))
+}
+
+/// `POST /{v}/files` (metadata only) makes a file without bytes, which is useless for images.
+async fn create_metadata_only(Path(version): Path<String>) -> Result<Response, ApiError> {
+    check_version(&version)?;
+    Err(GlimpseError::invalid("Creating a file without content is not supported; upload it with /upload/{version}/files.").into())
+}
