@@ -6,6 +6,7 @@ isolation, quota, expiry, restart persistence and URL fetching on servers starte
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import http.server
 import io
@@ -105,7 +106,7 @@ def test_get_list_delete(client, tmp_path):
     assert got.size_bytes == len(data)
     assert got.sha256_hash == sha256_b64(data)
     assert got.state == types.FileState.ACTIVE and got.source == types.FileSource.UPLOADED
-    assert got.expiration_time - got.create_time == __import__("datetime").timedelta(hours=48)
+    assert got.expiration_time - got.create_time == datetime.timedelta(hours=48)
     assert got.uri.endswith(f"/{names[0]}")
 
     listed = [f.name for f in client.files.list(config={"page_size": 2})]

@@ -18,10 +18,10 @@ use serde_json::json;
 
 use super::{api_base, file_json, store};
 use crate::auth::Caller;
-use crate::body::read_limited;
+use crate::body::{parse_gemini, read_limited};
 use crate::error::{ApiError, JSON_CONTENT_TYPE};
 use crate::gemini::check_version;
-use crate::{json_keys, lenient, AppState};
+use crate::{lenient, AppState};
 
 const STATUS: &str = "x-goog-upload-status";
 const CHUNK_GRANULARITY: u64 = 8 * 1024 * 1024;
@@ -106,15 +106,9 @@ pub async fn upload(
 
 fn parse_metadata(bytes: &[u8]) -> Result<FileMetadata, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(FileMetadata::default());
+        return Ok(FileMetadata::default()); // raw REST callers may send no body
     }
-    let mut value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))?;
-    json_keys::normalize_gemini(&mut value);
-    let body: StartBody = serde_path_to_error::deserialize(value).map_err(|e| {
-        ApiError::invalid(format!("Invalid JSON payload received. Invalid value at '{}': {}", e.path(), e.inner()))
-    })?;
-    Ok(body.file.unwrap_or_default())
+    Ok(parse_gemini::<StartBody>(bytes)?.file.unwrap_or_default())
 }
 
 fn new_upload(caller: Caller, meta: FileMetadata, mime: Option<String>, size: Option<u64>) -> Result<NewUpload, ApiError> {
