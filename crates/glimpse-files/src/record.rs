@@ -73,10 +73,16 @@ pub fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// RFC 3339 in UTC to the second (`YYYY-MM-DDThh:mm:ssZ`), the Interactions API's timestamp form.
+pub fn rfc3339_seconds(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(super::rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123000Z");
+        assert_eq!(super::rfc3339_seconds(1_767_225_600_123), "2026-01-01T00:00:00Z");
     }
 }

@@ -37,7 +37,14 @@ pub fn project_for_key(key: &str) -> String {
 
 impl Auth {
     pub fn with_keys(keys: impl IntoIterator<Item = String>) -> Auth {
-        Auth::Keys(keys.into_iter().map(|k| (project_for_key(&k), k)).map(|(p, k)| (k, p)).collect())
+        Auth::Keys(
+            keys.into_iter()
+                .map(|key| {
+                    let project = project_for_key(&key);
+                    (key, project)
+                })
+                .collect(),
+        )
     }
 
     pub fn is_open(&self) -> bool {

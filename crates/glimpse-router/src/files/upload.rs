@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -177,10 +176,7 @@ async fn chunk(store: &FileStore, upload_id: &str, request: Request, base: &str,
         };
     }
     if has("query") {
-        let mut response = StatusCode::OK.into_response();
-        response.headers_mut().insert(STATUS, HeaderValue::from_static("active"));
-        response.headers_mut().insert("x-goog-upload-size-received", HeaderValue::from(session.received));
-        return response;
+        return still_active(session.received);
     }
     if !has("upload") && !has("finalize") {
         return upload_error(ApiError::invalid(format!("Unknown X-Goog-Upload-Command: {commands:?}")), "final", None);
@@ -198,15 +194,20 @@ async fn chunk(store: &FileStore, upload_id: &str, request: Request, base: &str,
         session
     };
     if !has("finalize") {
-        let mut response = StatusCode::OK.into_response();
-        response.headers_mut().insert(STATUS, HeaderValue::from_static("active"));
-        response.headers_mut().insert("x-goog-upload-size-received", HeaderValue::from(session.received));
-        return response;
+        return still_active(session.received);
     }
     match store.finalize(&session).await {
         Ok(file) => final_file(&file, base, version),
         Err(e) => upload_error(e, "final", None),
     }
+}
+
+/// The answer to a chunk or a query while the upload goes on.
+fn still_active(received: u64) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    response.headers_mut().insert(STATUS, HeaderValue::from_static("active"));
+    response.headers_mut().insert("x-goog-upload-size-received", HeaderValue::from(received));
+    response
 }
 
 enum AppendFailure {
@@ -257,7 +258,7 @@ async fn raw(store: &FileStore, caller: Caller, request: Request) -> Result<File
     let mime = header(request.headers(), "content-type").map(str::to_string);
     let size = header_u64(request.headers(), "content-length")?;
     let session = store.start_upload(new_upload(caller, FileMetadata::default(), mime, size)?).await?;
-    upload_all(store, &session, Body::new(request.into_body()).into_data_stream()).await
+    upload_all(store, &session, request.into_body().into_data_stream()).await
 }
 
 async fn upload_all<S, E>(store: &FileStore, session: &UploadSession, body: S) -> Result<FileRecord, ApiError>

@@ -77,7 +77,7 @@ async fn create(
     let remote = state.remote_media(&caller);
     let generate = convert_generate_request(translated.request, &state.limits, &remote).await?;
     let (text, finish, usage) = collect(engine.generate(generate).await?).await?;
-    let now = chrono_now();
+    let now = glimpse_files::record::rfc3339_seconds(glimpse_files::record::now_ms());
     Ok(json_response(&json!({
         "id": format!("v1_{}", uuid::Uuid::new_v4().simple()),
         "status": if finish == FinishReason::MaxTokens { "incomplete" } else { "completed" },
@@ -89,10 +89,6 @@ async fn create(
     })))
 }
 
-fn chrono_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    glimpse_files::record::rfc3339((secs * 1000) as i64).replace(".000000Z", "Z")
-}
 
 /// The Interactions usage object; the same counts as usageMetadata and countTokens.
 pub fn usage_json(usage: Usage) -> Value {
