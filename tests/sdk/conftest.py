@@ -11,10 +11,12 @@ Environment:
 
 from __future__ import annotations
 
+import http.server as http_server
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,3 +272,21 @@ def pytest_runtest_makereport(item, call):
         text = server.log_text(start)
         if text.strip():
             rep.sections.append((f"glimpse server output ({server.log_path.name}, during {rep.when})", text))
+
+
+class _ImageHandler(http_server.SimpleHTTPRequestHandler):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, directory=str(sdkutil.IMAGES_DIR), **kw)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture()
+def image_site():
+    """A local web site serving fixtures/images (for image-URL tests; servers must --fetch-allow loopback)."""
+    httpd = http_server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+

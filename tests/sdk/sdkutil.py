@@ -364,6 +364,23 @@ def assert_google_error(resp, code: int | tuple[int, ...], status: str | None, m
 # ---------------------------------------------------------------------------------------------
 # Reference text
 # ---------------------------------------------------------------------------------------------
+def interaction_items(case: dict, uploaded: dict | None = None) -> list[dict]:
+    """The case's single user turn as Interactions content items: images inline (base64 `data`) unless
+    `uploaded` maps the image's path to an uploaded File (then its `uri`)."""
+    (message,) = [m for m in case["messages"] if m["role"] == "user"]
+    items = []
+    for item in message["content"]:
+        if item["type"] == "text":
+            items.append({"type": "text", "text": item["text"]})
+        elif uploaded and item["path"] in uploaded:
+            f = uploaded[item["path"]]
+            items.append({"type": "image", "uri": f.uri, "mime_type": f.mime_type})
+        else:
+            path = resolve_path(item["path"])
+            items.append({"type": "image", "data": base64.b64encode(path.read_bytes()).decode(), "mime_type": mime_for(path)})
+    return items
+
+
 def assert_reference_text(text: str | None, case: dict) -> None:
     """The whole answer is transformers' greedy text (the fixture's top-1/top-2 gaps are >= 0.28)."""
     assert text == case["greedy_text"], f"{case['name']}: answer {text!r} != transformers' {case['greedy_text']!r}"

@@ -8,10 +8,8 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import http.server
 import io
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -337,22 +335,6 @@ def test_restart_keeps_active_files_and_drops_interrupted_uploads(tmp_path, expe
         sdkutil.assert_reference_text(response.text, expected[CASE])
     finally:
         stop_server(server)
-
-
-class _ImageHandler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *a, **kw):
-        super().__init__(*a, directory=str(sdkutil.IMAGES_DIR), **kw)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture()
-def image_site():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def url_contents(case: dict, site: str) -> list:

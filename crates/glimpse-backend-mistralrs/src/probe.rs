@@ -35,20 +35,18 @@ impl MistralRsEngine {
         let request = engine_request(prepared, params.clone(), Constraint::None, tx, EngineOutput::Logprobs);
         self.inner.submit(request).await?;
         let (mut tokens, mut logprobs, mut finish_reason) = (Vec::new(), Vec::new(), String::new());
-        while let Some(response) = rx.recv().await {
-            match response {
-                Response::Done(done) => {
-                    for choice in done.choices {
-                        for lp in choice.logprobs.and_then(|l| l.content).unwrap_or_default() {
-                            tokens.push(lp.token);
-                            logprobs.push(lp.logprob * LN_10);
-                        }
-                        finish_reason = choice.finish_reason;
+        match rx.recv().await {
+            Some(Response::Done(done)) => {
+                for choice in done.choices {
+                    for lp in choice.logprobs.and_then(|l| l.content).unwrap_or_default() {
+                        tokens.push(lp.token);
+                        logprobs.push(lp.logprob * LN_10);
                     }
-                    break;
+                    finish_reason = choice.finish_reason;
                 }
-                other => return Err(unexpected(other)),
             }
+            Some(other) => return Err(unexpected(other)),
+            None => return Err(GlimpseError::Engine("the engine closed the channel".into())),
         }
 
         let (tx, mut rx) = mpsc::channel(4);

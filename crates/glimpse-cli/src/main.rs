@@ -99,7 +99,7 @@ struct KeyArgs {
 
 #[derive(Args)]
 struct FileArgs {
-    /// Where uploaded files and their database live.
+    /// Where uploaded files, stored interactions and their database live.
     #[arg(long, env = "GLIMPSE_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Metadata database (sqlite://… or postgres://…); default: SQLite in the data folder.
@@ -114,6 +114,9 @@ struct FileArgs {
     /// Seconds an uploaded file lives (the Gemini API keeps files 48 hours).
     #[arg(long, default_value_t = FileStoreConfig::DEFAULT_TTL.as_secs())]
     file_ttl_seconds: u64,
+    /// Seconds a stored interaction lives (`previous_interaction_id` works this long; Gemini: 55 days).
+    #[arg(long, default_value_t = FileStoreConfig::DEFAULT_INTERACTION_TTL.as_secs())]
+    interaction_ttl_seconds: u64,
 }
 
 #[derive(Args)]
@@ -225,6 +228,7 @@ async fn open_file_store(args: &FileArgs) -> anyhow::Result<Arc<FileStore>> {
         max_file_bytes: args.max_file_bytes,
         project_quota_bytes: args.project_quota_bytes,
         ttl: Duration::from_secs(args.file_ttl_seconds),
+        interaction_ttl: Duration::from_secs(args.interaction_ttl_seconds),
     };
     let store = FileStore::open(config).await.with_context(|| format!("opening the file store in {}", data_dir.display()))?;
     Ok(Arc::new(store))

@@ -33,10 +33,20 @@ impl ModelRegistry {
     }
 
     /// Aliases of the model at `index`, sorted.
-    pub fn aliases_of(&self, index: usize) -> Vec<String> {
+    fn aliases_of(&self, index: usize) -> Vec<String> {
         let mut names: Vec<String> =
             self.aliases.iter().filter(|(_, i)| **i == index).map(|(name, _)| name.clone()).collect();
         names.sort();
+        names
+    }
+
+    /// Every name clients can address, with its model: each model's id, then its aliases (sorted).
+    pub fn names(&self) -> Vec<(String, &Arc<dyn Engine>)> {
+        let mut names = Vec::new();
+        for (index, engine) in self.engines.iter().enumerate() {
+            names.push((engine.info().id.clone(), engine));
+            names.extend(self.aliases_of(index).into_iter().map(|alias| (alias, engine)));
+        }
         names
     }
 

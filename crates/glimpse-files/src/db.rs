@@ -7,7 +7,7 @@ use glimpse_core::GlimpseError;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::record::{FileRecord, FileState, UploadSession};
+use crate::record::{FileRecord, FileState, InteractionRecord, UploadSession};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS files (
@@ -36,11 +36,21 @@ const SCHEMA: &[&str] = &[
         received BIGINT NOT NULL,
         create_ms BIGINT NOT NULL
     )",
+    "CREATE TABLE IF NOT EXISTS interactions (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        previous_id TEXT,
+        create_ms BIGINT NOT NULL,
+        expire_ms BIGINT NOT NULL,
+        body TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS interactions_by_expiry ON interactions (expire_ms)",
 ];
 
 const FILE_COLUMNS: &str =
     "id, project, display_name, mime_type, size_bytes, sha256, create_ms, update_ms, expire_ms, state, error, blob_key";
 const UPLOAD_COLUMNS: &str = "id, project, file_id, display_name, mime_type, declared_size, received, create_ms";
+const INTERACTION_COLUMNS: &str = "id, project, previous_id, create_ms, expire_ms, body";
 
 pub struct Db {
     pool: AnyPool,
@@ -255,5 +265,53 @@ impl Db {
             .await
             .map_err(storage)?;
         rows.iter().map(upload_from_row).collect::<Result<_, _>>().map_err(storage)
+    }
+
+    pub async fn insert_interaction(&self, r: &InteractionRecord) -> Result<(), GlimpseError> {
+        sqlx::query(&format!("INSERT INTO interactions ({INTERACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
+            .bind(&r.id)
+            .bind(&r.project)
+            .bind(r.previous_id.clone())
+            .bind(r.create_ms)
+            .bind(r.expire_ms)
+            .bind(&r.body)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    pub async fn interaction(&self, id: &str) -> Result<Option<InteractionRecord>, GlimpseError> {
+        let row = sqlx::query(&format!("SELECT {INTERACTION_COLUMNS} FROM interactions WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage)?;
+        let read = |row: &AnyRow| -> Result<InteractionRecord, sqlx::Error> {
+            Ok(InteractionRecord {
+                id: row.try_get("id")?,
+                project: row.try_get("project")?,
+                previous_id: row.try_get("previous_id")?,
+                create_ms: row.try_get("create_ms")?,
+                expire_ms: row.try_get("expire_ms")?,
+                body: row.try_get("body")?,
+            })
+        };
+        row.as_ref().map(read).transpose().map_err(storage)
+    }
+
+    pub async fn delete_interaction(&self, id: &str) -> Result<(), GlimpseError> {
+        sqlx::query("DELETE FROM interactions WHERE id = $1").bind(id).execute(&self.pool).await.map_err(storage)?;
+        Ok(())
+    }
+
+    /// Deletes expired interactions; returns how many.
+    pub async fn delete_expired_interactions(&self, now_ms: i64) -> Result<u64, GlimpseError> {
+        let done = sqlx::query("DELETE FROM interactions WHERE expire_ms <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(done.rows_affected())
     }
 }

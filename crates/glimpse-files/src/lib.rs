@@ -1,4 +1,5 @@
-//! The File API's storage: what `files.upload` / `files.get` / `files.list` / `files.delete` persist.
+//! The File API's storage: what `files.upload` / `files.get` / `files.list` / `files.delete` persist, and the
+//! Interactions API's stored conversations (same database).
 //!
 //! Metadata lives in SQL through `sqlx`'s `Any` driver, so the same queries run on the embedded SQLite
 //! database (default: `<data dir>/glimpse.db`) and on PostgreSQL (`--database-url postgres://…`). File bytes
@@ -8,9 +9,10 @@
 pub mod blobs;
 pub mod db;
 pub mod ids;
+pub mod interactions;
 pub mod record;
 pub mod store;
 pub mod sweeper;
 
-pub use record::{FileRecord, FileState, UploadSession};
+pub use record::{FileRecord, FileState, InteractionRecord, UploadSession};
 pub use store::{FileStore, FileStoreConfig, NewUpload};

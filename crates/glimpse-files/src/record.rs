@@ -64,6 +64,19 @@ pub struct UploadSession {
     pub create_ms: i64,
 }
 
+/// A stored interaction (Interactions API with `store: true`): its own turn's input and output steps as the
+/// JSON the API answers with; a conversation is the chain of `previous_id`s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InteractionRecord {
+    pub id: String,
+    pub project: String,
+    pub previous_id: Option<String>,
+    pub create_ms: i64,
+    pub expire_ms: i64,
+    /// The `Interaction` resource (with `user_input` steps), serialised.
+    pub body: String,
+}
+
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }

@@ -28,12 +28,16 @@ pub struct FileStoreConfig {
     pub max_file_bytes: u64,
     pub project_quota_bytes: u64,
     pub ttl: Duration,
+    /// How long a stored interaction (and so a conversation through `previous_interaction_id`) is kept.
+    pub interaction_ttl: Duration,
 }
 
 impl FileStoreConfig {
     pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
     pub const DEFAULT_PROJECT_QUOTA_BYTES: u64 = 20 * 1024 * 1024 * 1024;
     pub const DEFAULT_TTL: Duration = Duration::from_secs(48 * 3600);
+    /// The Gemini API keeps paid-tier interactions 55 days.
+    pub const DEFAULT_INTERACTION_TTL: Duration = Duration::from_secs(55 * 24 * 3600);
 }
 
 /// What the start request of an upload says.
@@ -48,7 +52,7 @@ pub struct NewUpload {
 }
 
 pub struct FileStore {
-    db: Db,
+    pub(crate) db: Db,
     blobs: Arc<dyn BlobStore>,
     staging: PathBuf,
     config: FileStoreConfig,
@@ -374,6 +378,7 @@ impl FileStore {
             self.discard(&session).await?;
             removed += 1;
         }
+        removed += self.db.delete_expired_interactions(now).await? as usize;
         Ok(removed)
     }
 }

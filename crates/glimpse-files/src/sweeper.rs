@@ -1,4 +1,4 @@
-//! Deletes expired files (blob and row) and abandoned uploads in the background.
+//! Deletes expired files (blob and row), abandoned uploads and expired interactions in the background.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ pub fn interval_for(ttl: Duration) -> Duration {
 }
 
 pub fn spawn(store: Arc<FileStore>) -> tokio::task::JoinHandle<()> {
-    let every = interval_for(store.config().ttl);
+    let every = interval_for(store.config().ttl.min(store.config().interaction_ttl));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         loop {

@@ -18,6 +18,7 @@ fn config(dir: &std::path::Path) -> FileStoreConfig {
         max_file_bytes: FileStoreConfig::DEFAULT_MAX_FILE_BYTES,
         project_quota_bytes: FileStoreConfig::DEFAULT_PROJECT_QUOTA_BYTES,
         ttl: FileStoreConfig::DEFAULT_TTL,
+        interaction_ttl: FileStoreConfig::DEFAULT_INTERACTION_TTL,
     }
 }
 
@@ -157,4 +158,23 @@ async fn custom_names_are_unique() {
     let session = store.start_upload(named("p")).await.unwrap();
     assert_eq!(session.file_id, "my-cat");
     assert_eq!(code(store.start_upload(named("q")).await.unwrap_err()), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn interactions_are_per_project_deletable_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.interaction_ttl = Duration::from_millis(300);
+    let store = FileStore::open(cfg).await.unwrap();
+    store.put_interaction("p", "v1_a", None, r#"{"id":"v1_a"}"#.into()).await.unwrap();
+    store.put_interaction("p", "v1_b", Some("v1_a"), r#"{"id":"v1_b"}"#.into()).await.unwrap();
+    let b = store.interaction("p", "v1_b").await.unwrap();
+    assert_eq!((b.previous_id.as_deref(), b.body.as_str()), (Some("v1_a"), r#"{"id":"v1_b"}"#));
+    assert_eq!(code(store.interaction("q", "v1_b").await.unwrap_err()), Code::NotFound, "other project");
+    assert_eq!(code(store.delete_interaction("q", "v1_b").await.unwrap_err()), Code::NotFound);
+    store.delete_interaction("p", "v1_b").await.unwrap();
+    assert_eq!(code(store.interaction("p", "v1_b").await.unwrap_err()), Code::NotFound, "deleted");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(code(store.interaction("p", "v1_a").await.unwrap_err()), Code::NotFound, "expired");
+    assert_eq!(store.sweep().await.unwrap(), 1);
 }

@@ -1,4 +1,4 @@
-//! API keys. Each key is a project: files and (later) interactions are visible only to the key that made
+//! API keys. Each key is a project: files and stored interactions are visible only to the key that made
 //! them. Keys come from `x-goog-api-key`, `?key=` or `Authorization: Bearer` (spec §1.3).
 //!
 //! "Open" mode accepts any key (for local use); it still keeps each key's files apart, and a request without

@@ -13,11 +13,27 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes,
 
 /// Parses a Gemini (proto-JSON) body: keys normalised to camelCase outside free-form maps, then typed.
 pub fn parse_gemini<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    gemini_from_value(parse_json(bytes)?)
+}
+
+/// Any JSON request body (Gemini, Interactions, OpenAI), with the Google error for empty or broken JSON.
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::invalid("Request contains an invalid argument: the request body is empty."));
     }
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))?;
+    serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))
+}
+
+/// A JSON object body read under the size cap (the Interactions and OpenAI requests).
+pub async fn read_json_object(body: Body, limit: usize) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match parse_json(&read_limited(body, limit).await?)? {
+        serde_json::Value::Object(object) => Ok(object),
+        _ => Err(ApiError::invalid("The request body must be a JSON object.")),
+    }
+}
+
+/// A Gemini request held as JSON (also what the Interactions and OpenAI translations produce), typed.
+pub fn gemini_from_value<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
     json_keys::normalize_gemini(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         ApiError::invalid(format!("Invalid JSON payload received. Invalid value at '{}': {}", e.path(), e.inner()))

@@ -11,7 +11,9 @@ pub mod gemini;
 pub mod interactions;
 pub mod json_keys;
 pub mod lenient;
+pub mod openai;
 pub mod remote_media;
+pub mod sse;
 
 use std::sync::Arc;
 
@@ -51,6 +53,7 @@ pub fn app(state: AppState) -> Router {
     let api = gemini::routes()
         .merge(files::routes())
         .merge(interactions::routes())
+        .merge(openai::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_caller))
         .with_state(state.clone());
     let prefix = state.path_prefix.trim_end_matches('/');

@@ -52,7 +52,7 @@ pub async fn convert_contents(
     }
     let mut plan = plan_contents(contents, limits)?;
     load_remote(&mut plan, remote).await?;
-    let image_limits = limits.image.clone();
+    let image_limits = limits.image;
     tokio::task::spawn_blocking(move || decode_plan(plan, &image_limits))
         .await
         .map_err(|e| GlimpseError::Engine(format!("image decoding task failed: {e}")))?

@@ -12,7 +12,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 use glimpse_core::engine::collect;
-use glimpse_core::{Code, Engine, GenerationEvent, GenerationStream, GlimpseError, Prompt};
+use glimpse_core::{Code, Engine, GenerationEvent, GenerationStream, Prompt};
 use serde_json::{json, Value};
 
 use super::convert::{convert_contents, convert_generate_request};
@@ -85,13 +85,8 @@ pub async fn model_method(
         "streamGenerateContent" => {
             let engine = resolve(&state, model, &version, method)?;
             let request = convert_generate_request(parse_gemini::<GenerateContentRequest>(&bytes)?, &state.limits, &remote).await?;
-            let mut stream = engine.generate(request).await?;
-            // Errors before the first token still get a plain HTTP error status.
-            let first = match stream.next().await {
-                Some(Err(e)) => return Err(e.into()),
-                other => other,
-            };
-            let chunks = response_chunks(first, stream, engine.info().id.clone());
+            let stream = crate::sse::start(engine.generate(request).await?).await?;
+            let chunks = response_chunks(stream, engine.info().id.clone());
             if query.get("alt").or_else(|| query.get("$alt")).is_some_and(|alt| alt.eq_ignore_ascii_case("sse")) {
                 let events = chunks.map(|chunk| Ok::<_, Infallible>(Event::default().data(chunk.to_string())));
                 Ok(Sse::new(events).into_response())
@@ -125,12 +120,10 @@ pub async fn model_method(
 /// text together with `finishReason` and `usageMetadata`; an error mid-stream becomes a `{"error":…}` chunk
 /// and ends the stream, as both SDKs expect.
 fn response_chunks(
-    first: Option<Result<GenerationEvent, GlimpseError>>,
     rest: GenerationStream,
     model_version: String,
 ) -> impl futures::Stream<Item = Value> + Send {
     struct State {
-        first: Option<Option<Result<GenerationEvent, GlimpseError>>>,
         rest: GenerationStream,
         pending: Option<String>,
         done: bool,
@@ -138,17 +131,13 @@ fn response_chunks(
         response_id: String,
     }
     let state =
-        State { first: Some(first), rest, pending: None, done: false, model_version, response_id: new_response_id() };
+        State { rest, pending: None, done: false, model_version, response_id: new_response_id() };
     stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
         loop {
-            let event = match st.first.take() {
-                Some(first) => first,
-                None => st.rest.next().await,
-            };
-            let chunk = match event {
+            let chunk = match st.rest.next().await {
                 Some(Ok(GenerationEvent::Text(delta))) => {
                     if delta.is_empty() {
                         continue;
@@ -187,20 +176,23 @@ pub async fn list_models(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     check_version(&version)?;
-    let mut all = Vec::new();
     let catch_all = state.registry.is_catch_all();
-    for (index, engine) in state.registry.engines().iter().enumerate() {
-        let info = engine.info();
-        let note = if catch_all {
-            " Any model name (for example gemini-3-flash-preview) is answered by this model."
-        } else {
-            ""
-        };
-        all.push(ModelResource::new(&info.id, info, note));
-        for alias in state.registry.aliases_of(index) {
-            all.push(ModelResource::new(&alias, info, &format!(" Alias of models/{}.", info.id)));
-        }
-    }
+    let all: Vec<ModelResource> = state
+        .registry
+        .names()
+        .into_iter()
+        .map(|(name, engine)| {
+            let info = engine.info();
+            let note = if name != info.id {
+                format!(" Alias of models/{}.", info.id)
+            } else if catch_all {
+                " Any model name (for example gemini-3-flash-preview) is answered by this model.".to_string()
+            } else {
+                String::new()
+            };
+            ModelResource::new(&name, info, &note)
+        })
+        .collect();
     let page_size = query
         .get("pageSize")
         .or_else(|| query.get("page_size"))

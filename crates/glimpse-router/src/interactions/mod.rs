@@ -1,65 +1,65 @@
-//! The Interactions API (`POST /{v}/interactions`, spec §5), unary creation.
+//! The Interactions API (`/{v}/interactions`, spec §5).
 //!
-//! A request is translated into the equivalent generateContent request ([`translate`]) and goes through the
-//! same conversion, limits, File API / URL resolution and engine path; the answer is the `steps` schema.
-//! Not built yet (answered with a clear 400): `stream`, `previous_interaction_id`, `background`; nothing is
-//! stored, so GET/DELETE of an interaction are 404.
+//! A create request is translated into the equivalent generateContent request ([`translate`]) and goes through
+//! the same conversion, limits, File API / URL resolution and engine path; the answer is the `steps` schema,
+//! unary or streamed. With `store` (the default) the turn is persisted beside the files, so that
+//! `previous_interaction_id` can rebuild the conversation and GET / DELETE can find it. Only inputs and outputs
+//! are inherited by a follow-up turn, never its configuration (as upstream).
 
+mod error;
+mod resource;
+mod stream;
 mod translate;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::routing::post;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
 use axum::{Extension, Router};
+use axum::response::Response;
 use glimpse_core::engine::collect;
-use glimpse_core::{FinishReason, PromptTokens, Usage};
-use serde_json::{json, Value};
+use glimpse_core::{GlimpseError, Usage};
+use glimpse_files::FileStore;
+use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::body::read_limited;
-use crate::error::{ApiError, JSON_CONTENT_TYPE};
+use crate::body::{gemini_from_value, read_json_object};
 use crate::gemini::{check_version, convert_generate_request, json_response, resolve_engine};
 use crate::AppState;
 
-pub use translate::translate;
+pub use error::InteractionError;
+use resource::{output_step, status_for, InteractionHead};
+
+/// Longest chain of `previous_interaction_id`s a request may rebuild.
+const MAX_CONVERSATION_TURNS: usize = 1000;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/{version}/interactions", post(create))
+    Router::new()
+        .route("/{version}/interactions", post(create))
+        .route("/{version}/interactions/{id}", get(fetch).delete(remove))
+        .route("/{version}/interactions/{id}/cancel", post(cancel))
 }
 
-/// Interactions errors carry a lowercase string code (spec §5.8) instead of Google's numeric code + status.
-struct InteractionError(ApiError);
+/// Where a finished turn is stored: its project and its input steps (the output is added when known).
+pub struct Persist {
+    files: Arc<FileStore>,
+    project: String,
+    input: Vec<Value>,
+}
 
-impl<E: Into<ApiError>> From<E> for InteractionError {
-    fn from(e: E) -> Self {
-        InteractionError(e.into())
+impl Persist {
+    async fn save(self, head: &InteractionHead, status: &str, output: Vec<Value>, usage: Usage) -> Result<(), GlimpseError> {
+        let mut steps = self.input;
+        steps.extend(output);
+        let body = head.json(status, Some(steps), Some(usage)).to_string();
+        self.files.put_interaction(&self.project, &head.id, head.previous_interaction_id.as_deref(), body).await
     }
 }
 
-impl IntoResponse for InteractionError {
-    fn into_response(self) -> Response {
-        let err = self.0;
-        let code = match err.status {
-            "INVALID_ARGUMENT" => "invalid_request",
-            "FAILED_PRECONDITION" => "failed_precondition",
-            "UNAUTHENTICATED" => "authentication",
-            "PERMISSION_DENIED" => "permission_denied",
-            "NOT_FOUND" if err.message.contains("models/") => "model_not_found",
-            "NOT_FOUND" => "not_found",
-            "ALREADY_EXISTS" => "already_exists",
-            "RESOURCE_EXHAUSTED" => "quota_exceeded",
-            "CANCELLED" => "cancelled",
-            "UNIMPLEMENTED" => "unimplemented",
-            "UNAVAILABLE" => "service_unavailable",
-            "DEADLINE_EXCEEDED" => "deadline_exceeded",
-            _ => "api_error",
-        };
-        let status = StatusCode::from_u16(err.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = json!({"error": {"code": code, "message": err.message}}).to_string();
-        (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
-    }
+fn files(state: &AppState) -> Result<&Arc<FileStore>, GlimpseError> {
+    state.files.as_ref().ok_or_else(|| GlimpseError::FailedPrecondition("This server keeps no interactions.".into()))
 }
 
 async fn create(
@@ -69,43 +69,113 @@ async fn create(
     body: Body,
 ) -> Result<Response, InteractionError> {
     check_version(&version)?;
-    let bytes = read_limited(body, state.limits.max_body_bytes()).await?;
-    let request: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))?;
-    let translated = translate(&request)?;
-    let engine = resolve_engine(&state, &translated.model, &version, "interactions")?;
-    let remote = state.remote_media(&caller);
-    let generate = convert_generate_request(translated.request, &state.limits, &remote).await?;
-    let (text, finish, usage) = collect(engine.generate(generate).await?).await?;
-    let now = glimpse_files::record::rfc3339_seconds(glimpse_files::record::now_ms());
-    Ok(json_response(&json!({
-        "id": format!("v1_{}", uuid::Uuid::new_v4().simple()),
-        "status": if finish == FinishReason::MaxTokens { "incomplete" } else { "completed" },
-        "model": translated.model,
-        "created": now,
-        "updated": now,
-        "steps": [{"type": "model_output", "content": [{"type": "text", "text": text}]}],
-        "usage": usage_json(usage),
-    })))
+    let object = &read_json_object(body, state.limits.max_body_bytes()).await?;
+    let options = translate::options(object)?;
+    let input = object.get("input").ok_or_else(|| GlimpseError::invalid("input is required."))?;
+    let input = translate::input_steps(input)?;
+    let mut prompt_steps = match &options.previous_interaction_id {
+        Some(id) => history(&state, &caller, id).await?,
+        None => Vec::new(),
+    };
+    prompt_steps.extend(input.iter().cloned());
+    let request = gemini_from_value(translate::generate_request(object, &prompt_steps)?)?;
+    let engine = resolve_engine(&state, &options.model, &version, "interactions")?;
+    let generate = convert_generate_request(request, &state.limits, &state.remote_media(&caller)).await?;
+    let generation = engine.generate(generate).await?;
+    let head = InteractionHead::new(&options, object);
+    let persist = match (options.store, &state.files) {
+        (true, Some(files)) => Some(Persist { files: files.clone(), project: caller.project.clone(), input }),
+        _ => None,
+    };
+    if options.stream {
+        return Ok(stream::respond(head, crate::sse::start(generation).await?, persist));
+    }
+    let (text, finish, usage) = collect(generation).await?;
+    let status = status_for(finish);
+    let output = vec![output_step(text)];
+    if let Some(persist) = persist {
+        persist.save(&head, status, output.clone(), usage).await?;
+    }
+    Ok(json_response(&head.json(status, Some(output), Some(usage))))
 }
 
+/// The input and output steps of the conversation ending at `id`, oldest first.
+async fn history(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<Value>, GlimpseError> {
+    let files = files(state)?;
+    let mut turns = Vec::new();
+    let mut next = Some(id.to_string());
+    while let Some(id) = next {
+        if turns.len() == MAX_CONVERSATION_TURNS {
+            return Err(GlimpseError::invalid(format!(
+                "The conversation is longer than {MAX_CONVERSATION_TURNS} turns; start a new one with the history as input."
+            )));
+        }
+        let record = files.interaction(&caller.project, &id).await?;
+        let body: Value = serde_json::from_str(&record.body)
+            .map_err(|e| GlimpseError::Storage(format!("stored interaction {id} is unreadable: {e}")))?;
+        let steps: Vec<Value> = body["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["type"] == "user_input" || s["type"] == "model_output")
+            .cloned()
+            .collect();
+        turns.push(steps);
+        next = record.previous_id;
+    }
+    Ok(turns.into_iter().rev().flatten().collect())
+}
 
-/// The Interactions usage object; the same counts as usageMetadata and countTokens.
-pub fn usage_json(usage: Usage) -> Value {
-    let PromptTokens { text, image } = usage.prompt;
-    let mut by_modality = Vec::new();
-    if text > 0 {
-        by_modality.push(json!({"modality": "text", "tokens": text}));
+async fn stored(state: &AppState, caller: &Caller, version: &str, id: &str) -> Result<Value, InteractionError> {
+    check_version(version)?;
+    let record = files(state)?.interaction(&caller.project, id).await?;
+    let body = serde_json::from_str(&record.body)
+        .map_err(|e| GlimpseError::Storage(format!("stored interaction {id} is unreadable: {e}")))?;
+    Ok(body)
+}
+
+/// `GET /{v}/interactions/{id}`: the whole turn, inputs included unless `include_input=false`;
+/// `stream=true` replays it as events.
+async fn fetch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((version, id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, InteractionError> {
+    let mut body = stored(&state, &caller, &version, &id).await?;
+    if query.get("stream").is_some_and(|v| v == "true") {
+        return Ok(stream::replay(body));
     }
-    if image > 0 {
-        by_modality.push(json!({"modality": "image", "tokens": image}));
+    if query.get("include_input").is_some_and(|v| v == "false") {
+        if let Some(steps) = body.get_mut("steps").and_then(Value::as_array_mut) {
+            steps.retain(|s| s["type"] != "user_input");
+        }
     }
-    json!({
-        "total_input_tokens": usage.prompt.total(),
-        "total_output_tokens": usage.output,
-        "total_thought_tokens": 0,
-        "total_tokens": usage.prompt.total() + usage.output,
-        "input_tokens_by_modality": by_modality,
-        "output_tokens_by_modality": [{"modality": "text", "tokens": usage.output}],
-    })
+    Ok(json_response(&body))
+}
+
+/// `DELETE /{v}/interactions/{id}` → `{}`.
+async fn remove(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((version, id)): Path<(String, String)>,
+) -> Result<Response, InteractionError> {
+    check_version(&version)?;
+    files(&state)?.delete_interaction(&caller.project, &id).await?;
+    Ok(json_response(&Map::new()))
+}
+
+/// `POST /{v}/interactions/{id}/cancel`: only background interactions can be cancelled, and this server runs
+/// none, so an existing interaction is already finished.
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((version, id)): Path<(String, String)>,
+) -> Result<Response, InteractionError> {
+    let body = stored(&state, &caller, &version, &id).await?;
+    Err(GlimpseError::FailedPrecondition(format!(
+        "Interaction {id} is {} and cannot be cancelled: only background interactions can.",
+        body["status"].as_str().unwrap_or("finished")
+    ))
+    .into())
 }
