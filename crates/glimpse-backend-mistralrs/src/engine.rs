@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use either::Either;
 use futures::StreamExt;
+use glimpse_core::grounding;
 use glimpse_core::{
     Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, GlimpseError, ModelInfo, OutputConstraint,
     Prompt, PromptTokens, Usage,
@@ -33,6 +34,9 @@ pub struct LoadOptions {
     /// Weight and activation dtype; `None` picks float32 on CPU (mistralrs's own "auto" picks bf16 there,
     /// which is slower on most CPUs and costs accuracy) and mistralrs's choice on a GPU.
     pub dtype: Option<ModelDType>,
+    /// Detection prompts (`box_2d`) get the family's native box schema and their boxes rewritten into Gemini's
+    /// format (see `glimpse_core::grounding`); off: answers pass through as the model wrote them.
+    pub grounding: bool,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +47,7 @@ impl Default for LoadOptions {
             max_output_tokens: 8192,
             staging_root: std::env::temp_dir().join("glimpse-staged"),
             dtype: None,
+            grounding: true,
         }
     }
 }
@@ -106,11 +111,17 @@ impl MistralRsEngine {
         Ok(MistralRsEngine { inner: Arc::new(inner), info })
     }
 
+    /// Whether the grounding adapter handles this prompt: it is on, the prompt asks for `box_2d` and has an image.
+    fn is_detection(&self, prompt: &Prompt) -> bool {
+        self.inner.options.grounding && grounding::is_detection_prompt(prompt) && prompt.images().next().is_some()
+    }
+
     /// Prepares the prompt off the async threads (image resizing is CPU work).
     pub(crate) async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
-        let prompt = prompt.clone();
         let family = self.inner.folder.family.clone();
-        tokio::task::spawn_blocking(move || prepare(&prompt, &family))
+        let floor = self.is_detection(prompt).then(|| family.grounding_image_tokens());
+        let prompt = prompt.clone();
+        tokio::task::spawn_blocking(move || prepare(&prompt, &family, floor))
             .await
             .map_err(|e| GlimpseError::Engine(format!("prompt preparation failed: {e}")))?
     }
@@ -199,7 +210,25 @@ impl Engine for MistralRsEngine {
         let room = limit - prompt_tokens.total();
         let max_len = request.sampling.max_output_tokens.unwrap_or(self.info.output_token_limit).min(self.info.output_token_limit).min(room);
         let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
-        let constraint = match request.constraint {
+        let detection = self.is_detection(&request.prompt);
+        if detection && grounding::wants_masks(&request.prompt) {
+            return Err(GlimpseError::FailedPrecondition(
+                "This prompt asks for segmentation masks, and this server has no mask model (SAM) configured. \
+                 Ask for boxes only (box_2d), or serve with --no-grounding to get the model's raw answer."
+                    .into(),
+            ));
+        }
+        let convention = self.inner.folder.family.box_convention();
+        let geometry = prepared.last_image_geometry();
+        let constraint = match (request.constraint, geometry) {
+            // The native form, so the answer always parses and its convention is known.
+            (OutputConstraint::None, Some(image)) if detection => OutputConstraint::JsonSchema(convention.detection_schema(image)),
+            (OutputConstraint::JsonSchema(schema), Some(image)) if detection && schema == serde_json::json!({}) => {
+                OutputConstraint::JsonSchema(convention.detection_schema(image))
+            }
+            (other, _) => other,
+        };
+        let constraint = match constraint {
             OutputConstraint::None => Constraint::None,
             OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(compact_json(schema)),
             OutputConstraint::Regex(regex) => Constraint::Regex(regex),
@@ -207,7 +236,13 @@ impl Engine for MistralRsEngine {
         let image_tokens = prepared.image_tokens();
         let (tx, rx) = mpsc::channel(64);
         self.inner.submit(engine_request(prepared, params, constraint, tx, EngineOutput::Stream)).await?;
-        Ok(response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens))
+        let stream = response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens);
+        Ok(match geometry {
+            Some(image) if detection => grounding::buffer_and_convert(stream, move |text| {
+                grounding::to_gemini_answer(&text, convention, image).unwrap_or(text)
+            }),
+            _ => stream,
+        })
     }
 }
 

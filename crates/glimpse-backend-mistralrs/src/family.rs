@@ -1,6 +1,7 @@
 //! Model-family knowledge Glimpse needs outside the engine: the image placeholder the chat template uses,
 //! and how the family's processor sizes an image (which fixes the image-token count).
 
+use glimpse_core::grounding::BoxConvention;
 use glimpse_core::GlimpseError;
 use serde_json::{json, Value};
 
@@ -73,6 +74,26 @@ impl Family {
         match self {
             Family::QwenVl { .. } => {
                 &["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>", "<|placeholder|>"]
+            }
+        }
+    }
+
+    /// How the family writes boxes when asked for JSON detections: Qwen2.5-VL was trained on `bbox_2d` in pixels
+    /// of its resized input; Qwen2-VL on a 0–1000 grid, x before y.
+    pub fn box_convention(&self) -> BoxConvention {
+        match self {
+            Family::QwenVl { name: "qwen2_vl", .. } => BoxConvention::QwenThousandths,
+            Family::QwenVl { .. } => BoxConvention::QwenInputPixels,
+        }
+    }
+
+    /// The per-image token budget a detection request gets at least, unless the client chose a resolution: Qwen-VL
+    /// grounds poorly below about 1024 image tokens.
+    pub fn grounding_image_tokens(&self) -> u32 {
+        match *self {
+            Family::QwenVl { patch_size, merge_size, max_pixels, .. } => {
+                let cell = (patch_size * merge_size) as u64;
+                ((max_pixels / (cell * cell)) as u32).max(1024)
             }
         }
     }

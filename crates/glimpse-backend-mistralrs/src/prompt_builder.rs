@@ -5,6 +5,7 @@
 
 use either::Either;
 use glimpse_core::media::resize_exact;
+use glimpse_core::grounding::ImageGeometry;
 use glimpse_core::{GlimpseError, Part, Prompt, Role};
 use image::DynamicImage;
 use indexmap::IndexMap;
@@ -13,6 +14,8 @@ use mistralrs::{MessageContent, TextMessageRole, TextMessages};
 use crate::family::{Family, ImagePlan};
 
 pub struct PreparedPrompt {
+    /// Original (width, height) of each image, in prompt order.
+    pub original_sizes: Vec<(u32, u32)>,
     /// Role and text of each message, system first.
     pub messages: Vec<(TextMessageRole, String)>,
     /// Images in prompt order, already at their planned size.
@@ -21,6 +24,12 @@ pub struct PreparedPrompt {
 }
 
 impl PreparedPrompt {
+    /// The last image as sent and as the model sees it: what a detection answer's boxes refer to.
+    pub fn last_image_geometry(&self) -> Option<ImageGeometry> {
+        let plan = self.plans.last()?;
+        Some(ImageGeometry { original: *self.original_sizes.last()?, model_input: (plan.width, plan.height) })
+    }
+
     pub fn image_tokens(&self) -> u32 {
         self.plans.iter().map(|p| p.tokens).sum()
     }
@@ -44,8 +53,9 @@ impl PreparedPrompt {
     }
 }
 
-/// Builds the messages and resizes every image (CPU work: call from a blocking thread).
-pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, GlimpseError> {
+/// Builds the messages and resizes every image (CPU work: call from a blocking thread). `floor_tokens` is the
+/// per-image budget used when the client chose no resolution (detection requests), else the processor's own.
+pub fn prepare(prompt: &Prompt, family: &Family, floor_tokens: Option<u32>) -> Result<PreparedPrompt, GlimpseError> {
     let check = |text: &str| -> Result<(), GlimpseError> {
         match family.reserved_markers().iter().find(|m| text.contains(**m)) {
             Some(marker) => Err(GlimpseError::invalid(format!(
@@ -61,6 +71,7 @@ pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, Glimp
     }
     let mut images = Vec::new();
     let mut plans = Vec::new();
+    let mut original_sizes = Vec::new();
     for turn in &prompt.turns {
         let mut text = String::new();
         for part in &turn.parts {
@@ -70,8 +81,10 @@ pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, Glimp
                     text.push_str(t);
                 }
                 Part::Image(input) => {
-                    let plan = family.plan_image(input.image.width(), input.image.height(), prompt.budget_for(input))?;
+                    let budget = prompt.budget_for(input).or(floor_tokens);
+                    let plan = family.plan_image(input.image.width(), input.image.height(), budget)?;
                     images.push(resize_exact(&input.image, plan.width, plan.height));
+                    original_sizes.push((input.image.width(), input.image.height()));
                     plans.push(plan);
                     text.push_str(family.image_placeholder());
                 }
@@ -83,5 +96,5 @@ pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, Glimp
         };
         messages.push((role, text));
     }
-    Ok(PreparedPrompt { messages, images, plans })
+    Ok(PreparedPrompt { messages, images, plans, original_sizes })
 }

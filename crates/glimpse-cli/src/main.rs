@@ -45,6 +45,10 @@ struct ModelArgs {
     /// Maximum output tokens per request (and the advertised outputTokenLimit).
     #[arg(long, default_value_t = 8192)]
     max_output_tokens: u32,
+    /// Pass detection answers through as the model writes them, instead of constraining them to the family's
+    /// box format and rewriting the boxes into Gemini's box_2d (0–1000, ymin first).
+    #[arg(long)]
+    no_grounding: bool,
 }
 
 #[derive(Args)]
@@ -146,7 +150,12 @@ struct AskArgs {
 }
 
 async fn load_engine(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
-    let options = LoadOptions { force_cpu: args.cpu, max_output_tokens: args.max_output_tokens, ..Default::default() };
+    let options = LoadOptions {
+        force_cpu: args.cpu,
+        max_output_tokens: args.max_output_tokens,
+        grounding: !args.no_grounding,
+        ..Default::default()
+    };
     let engine = MistralRsEngine::load(&args.model, options)
         .await
         .with_context(|| format!("loading the model folder {}", args.model.display()))?;

@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod grounding;
 pub mod limits;
 pub mod media;
 pub mod media_resolution;

@@ -1,0 +1,255 @@
+//! Object detection in Gemini's format whatever the model family's native convention.
+//!
+//! Gemini answers `box_2d` = [ymin, xmin, ymax, xmax] on a 0–1000 grid of the original image. Open models
+//! speak other dialects: Qwen2.5-VL writes `bbox_2d` = [x1, y1, x2, y2] in pixels of its *resized* input, Qwen3-VL
+//! the same order on a 0–1000 grid. A backend that knows its family's [`BoxConvention`] constrains a detection
+//! answer to the native form (so it always parses and the convention is unambiguous) and rewrites it with
+//! [`to_gemini_answer`] before the client sees it.
+//!
+//! When it applies (documented in the README): the last user turn's text mentions `box_2d`, as the Gemini
+//! documentation's detection and segmentation prompts do. The rule reads only the prompt, so countTokens and
+//! generateContent agree on it.
+
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+
+use crate::engine::{GenerationEvent, GenerationStream};
+use crate::prompt::{Part, Prompt, Role};
+
+/// The key Gemini answers boxes under.
+pub const GEMINI_BOX_KEY: &str = "box_2d";
+/// Objects one detection answer may list (Gemini's own prompts ask for at most 25).
+const MAX_DETECTIONS: usize = 50;
+/// Characters of one label.
+const MAX_LABEL_CHARS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxConvention {
+    /// `box_2d` [ymin, xmin, ymax, xmax], 0–1000 of the original image (Gemini, and models trained on its format).
+    Gemini,
+    /// `bbox_2d` [x1, y1, x2, y2] in pixels of the model's resized input (Qwen2-VL, Qwen2.5-VL).
+    QwenInputPixels,
+    /// `bbox_2d` [x1, y1, x2, y2] on a 0–1000 grid (Qwen3-VL).
+    QwenThousandths,
+}
+
+/// An image as the client sent it and as the model saw it (width, height).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageGeometry {
+    pub original: (u32, u32),
+    pub model_input: (u32, u32),
+}
+
+impl BoxConvention {
+    /// The key the family writes boxes under.
+    pub fn native_key(self) -> &'static str {
+        match self {
+            BoxConvention::Gemini => GEMINI_BOX_KEY,
+            BoxConvention::QwenInputPixels | BoxConvention::QwenThousandths => "bbox_2d",
+        }
+    }
+
+    /// A native box → Gemini's [ymin, xmin, ymax, xmax] on 0–1000, clamped and ordered.
+    pub fn to_gemini(self, native: [f64; 4], image: ImageGeometry) -> [i64; 4] {
+        let [a, b, c, d] = native;
+        let (ymin, xmin, ymax, xmax) = match self {
+            BoxConvention::Gemini => (a, b, c, d),
+            BoxConvention::QwenInputPixels => {
+                let (w, h) = (image.model_input.0.max(1) as f64, image.model_input.1.max(1) as f64);
+                (b / h * 1000.0, a / w * 1000.0, d / h * 1000.0, c / w * 1000.0)
+            }
+            BoxConvention::QwenThousandths => (b, a, d, c),
+        };
+        let grid = |v: f64| v.round().clamp(0.0, 1000.0) as i64;
+        let (y0, y1) = (grid(ymin.min(ymax)), grid(ymin.max(ymax)));
+        let (x0, x1) = (grid(xmin.min(xmax)), grid(xmin.max(xmax)));
+        [y0, x0, y1, x1]
+    }
+
+    /// The largest coordinate the family writes for `image`.
+    fn coordinate_limit(self, image: ImageGeometry) -> u32 {
+        match self {
+            BoxConvention::QwenInputPixels => image.model_input.0.max(image.model_input.1),
+            BoxConvention::Gemini | BoxConvention::QwenThousandths => 1000,
+        }
+    }
+
+    /// JSON Schema of a detection answer in the native form: a list of `{<key>: [4 integers], label}`, with
+    /// coordinates bounded by the image and short labels, so even a weak model's answer ends and parses. The
+    /// model is never asked for mask data: a mask model fills `mask` afterwards.
+    pub fn detection_schema(self, image: ImageGeometry) -> Value {
+        let coordinate = json!({"type": "integer", "minimum": 0, "maximum": self.coordinate_limit(image)});
+        json!({
+            "type": "array",
+            "maxItems": MAX_DETECTIONS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    self.native_key(): {"type": "array", "items": coordinate, "minItems": 4, "maxItems": 4},
+                    "label": {"type": "string", "maxLength": MAX_LABEL_CHARS}
+                },
+                "required": [self.native_key(), "label"],
+                "additionalProperties": false
+            }
+        })
+    }
+}
+
+/// A Gemini box back to pixels of the original image: (x0, y0, x1, y1).
+pub fn gemini_box_to_pixels(gemini: [i64; 4], original: (u32, u32)) -> [f64; 4] {
+    let [ymin, xmin, ymax, xmax] = gemini.map(|v| v as f64 / 1000.0);
+    let (w, h) = (original.0 as f64, original.1 as f64);
+    [xmin * w, ymin * h, xmax * w, ymax * h]
+}
+
+/// The text of the last user turn.
+fn last_user_text(prompt: &Prompt) -> String {
+    let Some(turn) = prompt.turns.iter().rev().find(|t| t.role == Role::User) else { return String::new() };
+    turn.parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            Part::Image(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the prompt asks for Gemini-format boxes (see the module doc).
+pub fn is_detection_prompt(prompt: &Prompt) -> bool {
+    last_user_text(prompt).to_ascii_lowercase().contains(GEMINI_BOX_KEY)
+}
+
+/// Whether a detection prompt also asks for segmentation masks (the segmentation prompt's `"mask"` key).
+pub fn wants_masks(prompt: &Prompt) -> bool {
+    let text = last_user_text(prompt).to_ascii_lowercase();
+    is_detection_prompt(prompt) && (text.contains("segmentation mask") || text.contains("\"mask\""))
+}
+
+/// Rewrites a detection answer's boxes into Gemini's format. Items are kept in order with their other keys
+/// (`label` first after `box_2d`); `None` when the text is not a JSON list of objects with a native box, which
+/// is then passed on unchanged.
+pub fn to_gemini_answer(text: &str, convention: BoxConvention, image: ImageGeometry) -> Option<String> {
+    let Value::Array(items) = serde_json::from_str::<Value>(text).ok()? else { return None };
+    let key = convention.native_key();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(mut object) = item else { return None };
+        let native: Vec<f64> = object.remove(key)?.as_array()?.iter().filter_map(Value::as_f64).collect();
+        let native: [f64; 4] = native.try_into().ok()?;
+        let mut gemini = Map::new();
+        gemini.insert(GEMINI_BOX_KEY.into(), json!(convention.to_gemini(native, image)));
+        if let Some(label) = object.remove("label") {
+            gemini.insert("label".into(), label);
+        }
+        gemini.extend(object);
+        out.push(Value::Object(gemini));
+    }
+    serde_json::to_string(&out).ok()
+}
+
+/// Holds the answer's text back until the end and emits it rewritten by `convert` (boxes can only be
+/// converted once the whole list is known); errors and the final event pass through.
+pub fn buffer_and_convert<F>(stream: GenerationStream, convert: F) -> GenerationStream
+where
+    F: FnOnce(String) -> String + Send + 'static,
+{
+    let mut text = String::new();
+    let mut convert = Some(convert);
+    stream
+        .flat_map(move |event| {
+            let events = match event {
+                Ok(GenerationEvent::Text(delta)) => {
+                    text.push_str(&delta);
+                    Vec::new()
+                }
+                Ok(done @ GenerationEvent::Done { .. }) => {
+                    let converted = convert.take().map(|f| f(std::mem::take(&mut text))).unwrap_or_default();
+                    vec![Ok(GenerationEvent::Text(converted)), Ok(done)]
+                }
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(events)
+        })
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(convention: BoxConvention, original: (u32, u32), model_input: (u32, u32), pixels: [f64; 4]) {
+        let image = ImageGeometry { original, model_input };
+        let [x0, y0, x1, y1] = pixels;
+        let native = match convention {
+            BoxConvention::QwenInputPixels => {
+                let (sx, sy) = (model_input.0 as f64 / original.0 as f64, model_input.1 as f64 / original.1 as f64);
+                [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+            }
+            BoxConvention::QwenThousandths => {
+                let (w, h) = (original.0 as f64, original.1 as f64);
+                [x0 / w * 1000.0, y0 / h * 1000.0, x1 / w * 1000.0, y1 / h * 1000.0]
+            }
+            BoxConvention::Gemini => unreachable!(),
+        };
+        let gemini = convention.to_gemini(native, image);
+        let back = gemini_box_to_pixels(gemini, original);
+        // The 0–1000 grid costs at most half a cell: under one pixel for sides up to 2000 px.
+        for (got, want) in back.iter().zip(pixels) {
+            assert!((got - want).abs() <= 1.0, "{convention:?} {original:?}: {pixels:?} -> {native:?} -> {gemini:?} -> {back:?}");
+        }
+    }
+
+    #[test]
+    fn qwen2_5_vl_pixels_of_the_resized_input_on_non_square_images() {
+        // 1920×1080 → smart_resize (factor 28, max 12845056 px) keeps 1932×1092.
+        let image = ImageGeometry { original: (1920, 1080), model_input: (1932, 1092) };
+        assert_eq!(BoxConvention::QwenInputPixels.to_gemini([0.0, 0.0, 1932.0, 1092.0], image), [0, 0, 1000, 1000]);
+        assert_eq!(BoxConvention::QwenInputPixels.to_gemini([966.0, 273.0, 1449.0, 546.0], image), [250, 500, 500, 750]);
+        round_trip(BoxConvention::QwenInputPixels, (1920, 1080), (1932, 1092), [100.0, 200.0, 500.0, 700.0]);
+        // 500×1333 with a small pixel budget: 308×812.
+        round_trip(BoxConvention::QwenInputPixels, (500, 1333), (308, 812), [20.0, 40.0, 480.0, 1300.0]);
+    }
+
+    #[test]
+    fn qwen3_vl_thousandths_swap_axes() {
+        let image = ImageGeometry { original: (500, 1333), model_input: (512, 1344) };
+        assert_eq!(BoxConvention::QwenThousandths.to_gemini([100.0, 200.0, 300.0, 400.0], image), [200, 100, 400, 300]);
+        round_trip(BoxConvention::QwenThousandths, (1920, 1080), (1920, 1088), [100.0, 200.0, 500.0, 700.0]);
+        round_trip(BoxConvention::QwenThousandths, (500, 1333), (512, 1344), [20.0, 40.0, 480.0, 1300.0]);
+    }
+
+    #[test]
+    fn boxes_are_clamped_and_ordered() {
+        let image = ImageGeometry { original: (100, 100), model_input: (112, 112) };
+        assert_eq!(BoxConvention::QwenInputPixels.to_gemini([200.0, -5.0, 10.0, 56.0], image), [0, 89, 500, 1000]);
+        assert_eq!(BoxConvention::Gemini.to_gemini([10.0, 20.0, 1200.0, 5.0], image), [10, 5, 1000, 20]);
+    }
+
+    #[test]
+    fn answers_are_rewritten_only_when_they_are_box_lists() {
+        let image = ImageGeometry { original: (1920, 1080), model_input: (1932, 1092) };
+        let native = r#"[{"bbox_2d":[966,273,1449,546],"label":"cat","score":0.9}]"#;
+        assert_eq!(
+            to_gemini_answer(native, BoxConvention::QwenInputPixels, image).unwrap(),
+            r#"[{"box_2d":[250,500,500,750],"label":"cat","score":0.9}]"#
+        );
+        assert_eq!(to_gemini_answer("[]", BoxConvention::QwenInputPixels, image).unwrap(), "[]");
+        assert!(to_gemini_answer("a cat", BoxConvention::QwenInputPixels, image).is_none());
+        assert!(to_gemini_answer(r#"[{"label":"cat"}]"#, BoxConvention::QwenInputPixels, image).is_none());
+    }
+
+    #[test]
+    fn the_seed_prompts_are_detection_prompts() {
+        use crate::prompt::Turn;
+        let prompt = |text: &str| Prompt {
+            turns: vec![Turn { role: Role::User, parts: vec![Part::Text(text.into())] }],
+            ..Default::default()
+        };
+        let detect = prompt("Detect the all of the prominent items in the image. The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000.");
+        assert!(is_detection_prompt(&detect) && !wants_masks(&detect));
+        let segment = prompt("Give the segmentation masks for the wooden and glass items. Output a JSON list of segmentation masks where each entry contains the 2D bounding box in the key \"box_2d\", the segmentation mask in key \"mask\", and the text label in the key \"label\".");
+        assert!(is_detection_prompt(&segment) && wants_masks(&segment));
+        assert!(!is_detection_prompt(&prompt("Caption this image.")));
+    }
+}

@@ -1,0 +1,160 @@
+"""Object detection in Gemini's format (box_2d = [ymin, xmin, ymax, xmax] on 0–1000), with the seeds' own
+detection and segmentation prompts, through generateContent (google-genai) and the Interactions API.
+
+The fixture model has random weights, so what it detects is noise; what these tests hold is the contract:
+the answer is always a parseable list of {box_2d, label} with ordered boxes inside 0–1000 (the family's native
+box schema is enforced by constrained decoding and rewritten into Gemini's form), detection prompts get the
+grounding image budget, and a segmentation request says clearly that no mask model is configured."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from google.genai import errors, types
+from PIL import Image
+
+import sdkutil
+from conftest import start_server, stop_server
+
+SEED_DETECT = (
+    "Detect the all of the prominent items in the image. "
+    "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
+)
+SEED_SEGMENT = """
+Give the segmentation masks for the wooden and glass items.
+Output a JSON list of segmentation masks where each entry contains the 2D
+bounding box in the key "box_2d", the segmentation mask in key "mask", and
+the text label in the key "label". Use descriptive labels.
+"""
+# A constrained answer holds at most 50 short items; this bound lets even the random model finish.
+MAX_TOKENS = 3000
+
+
+def photo_png(width: int, height: int) -> bytes:
+    """A non-square picture with two shapes (content does not matter to a random model; size does)."""
+    img = Image.new("RGB", (width, height), (240, 240, 230))
+    img.paste((200, 30, 30), (width // 10, height // 8, width // 2, height // 2))
+    img.paste((30, 30, 200), (width // 2, height // 2, width - width // 10, height - height // 8))
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def assert_gemini_detections(text: str) -> list[dict]:
+    items = json.loads(text)
+    assert isinstance(items, list), text
+    for item in items:
+        assert set(item) == {"box_2d", "label"}, item
+        box = item["box_2d"]
+        assert len(box) == 4 and all(isinstance(v, int) and 0 <= v <= 1000 for v in box), item
+        ymin, xmin, ymax, xmax = box
+        assert ymin <= ymax and xmin <= xmax, item
+        assert isinstance(item["label"], str)
+    return items
+
+
+@pytest.mark.parametrize("size", [(192, 108), (100, 267)])
+def test_seed_detection_through_generate_content(client, size):
+    image = types.Part.from_bytes(data=photo_png(*size), mime_type="image/png")
+    response = client.models.generate_content(
+        model=sdkutil.SEED_MODEL,
+        contents=[image, SEED_DETECT],
+        config=types.GenerateContentConfig(response_mime_type="application/json", max_output_tokens=MAX_TOKENS),
+    )
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert_gemini_detections(response.text)
+
+
+def test_detection_without_json_mode_still_parses(client):
+    """The segmentation-style prompt asks for JSON in words only; the answer must parse all the same."""
+    response = client.models.generate_content(
+        model=sdkutil.SEED_MODEL,
+        contents=[types.Part.from_bytes(data=photo_png(160, 90), mime_type="image/png"), SEED_DETECT],
+        config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
+    )
+    assert_gemini_detections(response.text)
+
+
+def test_streamed_detection_arrives_converted(client):
+    chunks = list(
+        client.models.generate_content_stream(
+            model=sdkutil.SEED_MODEL,
+            contents=[types.Part.from_bytes(data=photo_png(160, 90), mime_type="image/png"), SEED_DETECT],
+            config=types.GenerateContentConfig(response_mime_type="application/json", max_output_tokens=MAX_TOKENS),
+        )
+    )
+    assert_gemini_detections("".join(c.text or "" for c in chunks))
+
+
+def test_seed_detection_through_interactions(client):
+    """The seed's Interactions detection snippet: response_format text + application/json, no schema."""
+    interaction = client.interactions.create(
+        model="gemini-3-flash-preview",
+        input=[
+            {"type": "text", "text": SEED_DETECT},
+            {"type": "image", "data": sdkutil.b64(photo_png(300, 120)), "mime_type": "image/png"},
+        ],
+        response_format={"type": "text", "mime_type": "application/json"},
+        generation_config={"max_output_tokens": MAX_TOKENS},
+    )
+    assert_gemini_detections(interaction.steps[-1].content[0].text)
+
+
+def test_detection_prompts_get_the_grounding_image_budget(client):
+    """The fixture processor caps an image at 64 tokens; a detection prompt lifts that to 1024 (Qwen-VL
+    grounds poorly below), a client-chosen resolution wins, and countTokens agrees with usageMetadata."""
+    image = types.Part.from_bytes(data=photo_png(800, 700), mime_type="image/png")
+
+    def usage(prompt, **config):
+        response = client.models.generate_content(
+            model=sdkutil.SEED_MODEL, contents=[image, prompt], config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS, **config)
+        )
+        details = {d.modality.name: d.token_count for d in response.usage_metadata.prompt_tokens_details}
+        return details["IMAGE"], response.usage_metadata.prompt_token_count
+
+    caption, _ = usage("Caption this image.")
+    detect, detect_total = usage(SEED_DETECT)
+    assert caption <= 64 < detect <= 1024, (caption, detect)
+    assert client.models.count_tokens(model=sdkutil.SEED_MODEL, contents=[image, SEED_DETECT]).total_tokens == detect_total
+    low, _ = usage(SEED_DETECT, media_resolution=types.MediaResolution.MEDIA_RESOLUTION_LOW)
+    assert caption <= low <= 280 < detect, (caption, low, detect)
+
+
+def test_segmentation_without_a_mask_model_is_a_clear_error(client):
+    image = types.Part.from_bytes(data=photo_png(200, 100), mime_type="image/png")
+    with pytest.raises(errors.ClientError) as ei:
+        client.models.generate_content(model=sdkutil.SEED_MODEL, contents=[SEED_SEGMENT, image])
+    assert (ei.value.code, ei.value.status) == (400, "FAILED_PRECONDITION")
+    assert "mask model" in ei.value.message
+
+
+def test_seed_segmentation_rest_through_interactions(http):
+    """The seed's segmentation snippet as raw REST (it uses `config`, which only raw callers can send)."""
+    body = {
+        "model": "gemini-3-flash-preview",
+        "input": [
+            {"type": "text", "text": SEED_SEGMENT},
+            {"type": "image", "data": sdkutil.b64(photo_png(200, 100)), "mime_type": "image/png"},
+        ],
+        "config": {"thinking_level": "minimal"},
+    }
+    r = http.post("/v1beta/interactions", json=body)
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["error"]["code"] == "failed_precondition" and "mask model" in r.json()["error"]["message"]
+
+
+def test_no_grounding_passes_answers_through(tmp_path):
+    """--no-grounding: no box schema, no rewriting, no mask check: the model's own answer comes back."""
+    server = start_server(tmp_path, "no-grounding", ["--no-grounding"])
+    try:
+        plain = sdkutil.make_client(server.url)
+        image = types.Part.from_bytes(data=photo_png(200, 100), mime_type="image/png")
+        response = plain.models.generate_content(
+            model=sdkutil.SEED_MODEL, contents=[SEED_SEGMENT, image], config=types.GenerateContentConfig(max_output_tokens=8)
+        )
+        assert response.usage_metadata.candidates_token_count == 8
+        assert not response.text.startswith('[{"box_2d"')
+    finally:
+        stop_server(server)
