@@ -127,7 +127,7 @@ def test_segmentation_without_a_mask_model_is_a_clear_error(client):
     with pytest.raises(errors.ClientError) as ei:
         client.models.generate_content(model=sdkutil.SEED_MODEL, contents=[SEED_SEGMENT, image])
     assert (ei.value.code, ei.value.status) == (400, "FAILED_PRECONDITION")
-    assert "mask model" in ei.value.message
+    assert "mask model" in ei.value.message and "--mask-model" in ei.value.message
 
 
 def test_seed_segmentation_rest_through_interactions(http):
@@ -158,3 +158,66 @@ def test_no_grounding_passes_answers_through(tmp_path):
         assert not response.text.startswith('[{"box_2d"')
     finally:
         stop_server(server)
+
+
+def mask_pixels(box: list[int], width: int, height: int) -> tuple[int, int]:
+    """The size in pixels of the image region a Gemini box covers (what `mask` must cover)."""
+    ymin, xmin, ymax, xmax = box
+
+    def px(v, size):
+        return int(v / 1000 * size + 0.5)
+
+    x0, y0 = min(px(xmin, width), width - 1), min(px(ymin, height), height - 1)
+    x1, y1 = max(min(px(xmax, width), width), x0 + 1), max(min(px(ymax, height), height), y0 + 1)
+    return x1 - x0, y1 - y0
+
+
+@pytest.fixture(scope="module")
+def mask_server(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("masks"), "masks", ["--mask-model", str(sdkutil.ROOT / "fixtures/models/sam-tiny")])
+    yield server
+    stop_server(server)
+
+
+def assert_gemini_segmentation(text: str, width: int, height: int) -> list[dict]:
+    import base64
+
+    items = json.loads(text)
+    assert isinstance(items, list) and items, text[:300]
+    for item in items:
+        assert list(item) == ["box_2d", "mask", "label"], list(item)
+        assert all(isinstance(v, int) and 0 <= v <= 1000 for v in item["box_2d"])
+        assert item["mask"].startswith("data:image/png;base64,")
+        mask = Image.open(io.BytesIO(base64.b64decode(item["mask"].removeprefix("data:image/png;base64,"))))
+        assert mask.format == "PNG" and mask.mode == "L", (mask.format, mask.mode)
+        assert mask.size == mask_pixels(item["box_2d"], width, height), (mask.size, item["box_2d"])
+    return items
+
+
+def test_seed_segmentation_with_a_mask_model(mask_server):
+    """The seed's segmentation prompt: every item has box_2d, a box-sized PNG probability map and a label."""
+    client = sdkutil.make_client(mask_server.url)
+    width, height = 320, 200
+    response = client.models.generate_content(
+        model=sdkutil.SEED_MODEL,
+        contents=[SEED_SEGMENT, types.Part.from_bytes(data=photo_png(width, height), mime_type="image/png")],
+        config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
+    )
+    assert_gemini_segmentation(response.text, width, height)
+
+
+def test_seed_segmentation_rest_through_interactions_with_a_mask_model(mask_server):
+    import httpx
+
+    width, height = 180, 300
+    body = {
+        "model": "gemini-3-flash-preview",
+        "input": [
+            {"type": "text", "text": SEED_SEGMENT},
+            {"type": "image", "data": sdkutil.b64(photo_png(width, height)), "mime_type": "image/png"},
+        ],
+        "config": {"thinking_level": "minimal", "max_output_tokens": MAX_TOKENS},
+    }
+    r = httpx.post(f"{mask_server.url}/v1beta/interactions", json=body, headers={"x-goog-api-key": sdkutil.API_KEY}, timeout=sdkutil.REQUEST_TIMEOUT_S)
+    assert r.status_code == 200, r.text[:300]
+    assert_gemini_segmentation(r.json()["steps"][-1]["content"][0]["text"], width, height)

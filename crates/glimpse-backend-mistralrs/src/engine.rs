@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use either::Either;
 use futures::StreamExt;
-use glimpse_core::grounding;
+use glimpse_core::grounding::{self, MaskModel};
 use glimpse_core::{
     Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, GlimpseError, ModelInfo, OutputConstraint,
     Prompt, PromptTokens, Usage,
@@ -21,7 +21,7 @@ use crate::model_folder::ModelFolder;
 use crate::prompt_builder::{prepare, PreparedPrompt};
 use crate::sampling::{sampling_params, GenerationDefaults};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadOptions {
     /// Run on CPU even when a GPU build finds a device.
     pub force_cpu: bool,
@@ -37,6 +37,8 @@ pub struct LoadOptions {
     /// Detection prompts (`box_2d`) get the family's native box schema and their boxes rewritten into Gemini's
     /// format (see `glimpse_core::grounding`); off: answers pass through as the model wrote them.
     pub grounding: bool,
+    /// Fills `mask` for segmentation prompts; without one they are refused with a clear error.
+    pub mask_model: Option<Arc<dyn MaskModel>>,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +50,7 @@ impl Default for LoadOptions {
             staging_root: std::env::temp_dir().join("glimpse-staged"),
             dtype: None,
             grounding: true,
+            mask_model: None,
         }
     }
 }
@@ -211,13 +214,19 @@ impl Engine for MistralRsEngine {
         let max_len = request.sampling.max_output_tokens.unwrap_or(self.info.output_token_limit).min(self.info.output_token_limit).min(room);
         let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
         let detection = self.is_detection(&request.prompt);
-        if detection && grounding::wants_masks(&request.prompt) {
-            return Err(GlimpseError::FailedPrecondition(
-                "This prompt asks for segmentation masks, and this server has no mask model (SAM) configured. \
-                 Ask for boxes only (box_2d), or serve with --no-grounding to get the model's raw answer."
-                    .into(),
-            ));
-        }
+        let masks = match (detection && grounding::wants_masks(&request.prompt), &self.inner.options.mask_model) {
+            (false, _) => None,
+            (true, Some(model)) => Some(model.clone()),
+            (true, None) => {
+                return Err(GlimpseError::FailedPrecondition(
+                    "This prompt asks for segmentation masks, and this server has no mask model: start it with \
+                     --mask-model <SAM or MobileSAM folder>, ask for boxes only (box_2d), or serve with --no-grounding \
+                     to get the model's raw answer."
+                        .into(),
+                ))
+            }
+        };
+        let last_image = request.prompt.images().last().map(|input| input.image.clone());
         let convention = self.inner.folder.family.box_convention();
         let geometry = prepared.last_image_geometry();
         let constraint = match (request.constraint, geometry) {
@@ -238,8 +247,16 @@ impl Engine for MistralRsEngine {
         self.inner.submit(engine_request(prepared, params, constraint, tx, EngineOutput::Stream)).await?;
         let stream = response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens);
         Ok(match geometry {
-            Some(image) if detection => grounding::buffer_and_convert(stream, move |text| {
-                grounding::to_gemini_answer(&text, convention, image).unwrap_or(text)
+            Some(geometry) if detection => grounding::buffer_and_convert(stream, move |text| async move {
+                let Some(answer) = grounding::to_gemini_answer(&text, convention, geometry) else { return Ok(text) };
+                match (masks, last_image) {
+                    (Some(model), Some(image)) => tokio::task::spawn_blocking(move || {
+                        grounding::add_masks(&answer, &image, model.as_ref())
+                    })
+                    .await
+                    .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?,
+                    _ => Ok(answer),
+                }
             }),
             _ => stream,
         })

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
+use glimpse_masks::SamMasks;
 use glimpse_core::engine::collect;
 use glimpse_core::media::{self, ImageLimits};
 use glimpse_core::{
@@ -49,6 +50,9 @@ struct ModelArgs {
     /// box format and rewriting the boxes into Gemini's box_2d (0–1000, ymin first).
     #[arg(long)]
     no_grounding: bool,
+    /// A SAM or MobileSAM folder (config.json + model.safetensors) that fills `mask` for segmentation prompts.
+    #[arg(long, env = "GLIMPSE_MASK_MODEL")]
+    mask_model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -154,6 +158,13 @@ async fn load_engine(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
         force_cpu: args.cpu,
         max_output_tokens: args.max_output_tokens,
         grounding: !args.no_grounding,
+        mask_model: match &args.mask_model {
+            Some(dir) => {
+                let masks = SamMasks::load(dir).map_err(anyhow::Error::msg).context("loading the mask model")?;
+                Some(Arc::new(masks) as Arc<dyn glimpse_core::grounding::MaskModel>)
+            }
+            None => None,
+        },
         ..Default::default()
     };
     let engine = MistralRsEngine::load(&args.model, options)

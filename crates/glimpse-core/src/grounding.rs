@@ -10,10 +10,16 @@
 //! documentation's detection and segmentation prompts do. The rule reads only the prompt, so countTokens and
 //! generateContent agree on it.
 
+use std::collections::VecDeque;
+use std::future::Future;
+
+use base64::Engine as _;
 use futures::StreamExt;
+use image::{DynamicImage, GrayImage};
 use serde_json::{json, Map, Value};
 
 use crate::engine::{GenerationEvent, GenerationStream};
+use crate::error::GlimpseError;
 use crate::prompt::{Part, Prompt, Role};
 
 /// The key Gemini answers boxes under.
@@ -148,30 +154,84 @@ pub fn to_gemini_answer(text: &str, convention: BoxConvention, image: ImageGeome
     serde_json::to_string(&out).ok()
 }
 
-/// Holds the answer's text back until the end and emits it rewritten by `convert` (boxes can only be
-/// converted once the whole list is known); errors and the final event pass through.
-pub fn buffer_and_convert<F>(stream: GenerationStream, convert: F) -> GenerationStream
-where
-    F: FnOnce(String) -> String + Send + 'static,
-{
-    let mut text = String::new();
-    let mut convert = Some(convert);
-    stream
-        .flat_map(move |event| {
-            let events = match event {
-                Ok(GenerationEvent::Text(delta)) => {
-                    text.push_str(&delta);
-                    Vec::new()
-                }
-                Ok(done @ GenerationEvent::Done { .. }) => {
-                    let converted = convert.take().map(|f| f(std::mem::take(&mut text))).unwrap_or_default();
-                    vec![Ok(GenerationEvent::Text(converted)), Ok(done)]
-                }
-                Err(e) => vec![Err(e)],
-            };
-            futures::stream::iter(events)
+/// Segments boxes of an image (a SAM-family model behind this trait).
+pub trait MaskModel: Send + Sync {
+    /// For each box (pixels x0, y0, x1, y1 of `image`), the probability map (0–255) over exactly the
+    /// [`pixel_crop`] of the box.
+    fn box_masks(&self, image: &DynamicImage, boxes: &[[f64; 4]]) -> Result<Vec<GrayImage>, GlimpseError>;
+}
+
+/// The whole pixels a box covers, clamped to the image and at least 1×1: (x0, y0, x1, y1), end exclusive.
+pub fn pixel_crop(pixels: [f64; 4], (width, height): (u32, u32)) -> (u32, u32, u32, u32) {
+    let clamp = |v: f64, max: u32| (v.round().max(0.0) as u32).min(max);
+    let (x0, y0) = (clamp(pixels[0], width.saturating_sub(1)), clamp(pixels[1], height.saturating_sub(1)));
+    let (x1, y1) = (clamp(pixels[2], width).max(x0 + 1), clamp(pixels[3], height).max(y0 + 1));
+    (x0, y0, x1, y1)
+}
+
+/// Adds `mask` to every item of a Gemini detection answer: the box's probability map as a PNG data URL
+/// (`data:image/png;base64,…`, the form Gemini answers and its cookbook parses), sized like the box in pixels of
+/// `image`.
+pub fn add_masks(answer: &str, image: &DynamicImage, model: &dyn MaskModel) -> Result<String, GlimpseError> {
+    let mut items: Vec<Map<String, Value>> = serde_json::from_str(answer)
+        .map_err(|e| GlimpseError::Engine(format!("detection answer is not a list of objects: {e}")))?;
+    let size = (image.width(), image.height());
+    let boxes: Vec<[f64; 4]> = items
+        .iter()
+        .map(|item| {
+            let b: Vec<i64> = item[GEMINI_BOX_KEY].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+            gemini_box_to_pixels([b[0], b[1], b[2], b[3]], size)
         })
-        .boxed()
+        .collect();
+    let masks = model.box_masks(image, &boxes)?;
+    for (item, mask) in items.iter_mut().zip(masks) {
+        let mut png = Vec::new();
+        mask.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| GlimpseError::Engine(format!("mask encoding failed: {e}")))?;
+        let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
+        let label = item.remove("label");
+        item.insert("mask".into(), json!(url));
+        if let Some(label) = label {
+            item.insert("label".into(), label);
+        }
+    }
+    serde_json::to_string(&items).map_err(|e| GlimpseError::Engine(e.to_string()))
+}
+
+/// Holds the answer's text back until the end and emits it rewritten by `convert` (boxes can only be
+/// converted once the whole list is known); errors pass through, and a failed conversion ends the stream
+/// with its error instead of the final event.
+pub fn buffer_and_convert<F, Fut>(stream: GenerationStream, convert: F) -> GenerationStream
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<String, GlimpseError>> + Send + 'static,
+{
+    struct State<F> {
+        stream: GenerationStream,
+        text: String,
+        convert: Option<F>,
+        queue: VecDeque<Result<GenerationEvent, GlimpseError>>,
+    }
+    let state = State { stream, text: String::new(), convert: Some(convert), queue: VecDeque::new() };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.queue.pop_front() {
+                return Some((event, st));
+            }
+            match st.stream.next().await? {
+                Ok(GenerationEvent::Text(delta)) => st.text.push_str(&delta),
+                Ok(done @ GenerationEvent::Done { .. }) => {
+                    let convert = st.convert.take()?;
+                    match convert(std::mem::take(&mut st.text)).await {
+                        Ok(text) => st.queue.extend([Ok(GenerationEvent::Text(text)), Ok(done)]),
+                        Err(e) => st.queue.push_back(Err(e)),
+                    }
+                }
+                Err(e) => st.queue.push_back(Err(e)),
+            }
+        }
+    })
+    .boxed()
 }
 
 #[cfg(test)]
@@ -251,5 +311,32 @@ mod tests {
         let segment = prompt("Give the segmentation masks for the wooden and glass items. Output a JSON list of segmentation masks where each entry contains the 2D bounding box in the key \"box_2d\", the segmentation mask in key \"mask\", and the text label in the key \"label\".");
         assert!(is_detection_prompt(&segment) && wants_masks(&segment));
         assert!(!is_detection_prompt(&prompt("Caption this image.")));
+    }
+
+    struct Half;
+    impl MaskModel for Half {
+        fn box_masks(&self, image: &DynamicImage, boxes: &[[f64; 4]]) -> Result<Vec<GrayImage>, GlimpseError> {
+            Ok(boxes
+                .iter()
+                .map(|b| {
+                    let (x0, y0, x1, y1) = pixel_crop(*b, (image.width(), image.height()));
+                    GrayImage::from_pixel(x1 - x0, y1 - y0, image::Luma([128]))
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn masks_are_box_sized_png_data_urls() {
+        let image = DynamicImage::new_rgb8(200, 100);
+        let answer = add_masks(r#"[{"box_2d":[100,250,600,500],"label":"cat"}]"#, &image, &Half).unwrap();
+        let items: Vec<Map<String, Value>> = serde_json::from_str(&answer).unwrap();
+        assert_eq!(items[0].keys().collect::<Vec<_>>(), ["box_2d", "mask", "label"]);
+        let url = items[0]["mask"].as_str().unwrap();
+        let png = base64::engine::general_purpose::STANDARD.decode(url.strip_prefix("data:image/png;base64,").unwrap()).unwrap();
+        let mask = image::load_from_memory(&png).unwrap();
+        // box 250..500 of 200 px wide = x 50..100; 100..600 of 100 px high = y 10..60.
+        assert_eq!((mask.width(), mask.height()), (50, 50));
+        assert_eq!(pixel_crop([-3.0, 99.6, 0.2, 140.0], (200, 100)), (0, 99, 1, 100));
     }
 }
