@@ -122,7 +122,10 @@ impl MistralRsEngine {
     /// Prepares the prompt off the async threads (image resizing is CPU work).
     pub(crate) async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
         let family = self.inner.folder.family.clone();
-        let floor = self.is_detection(prompt).then(|| family.grounding_image_tokens());
+        // The grounding budget never takes more than half the context window per image: it must not turn a
+        // prompt the client sized to fit into one that does not.
+        let context_share = self.info.input_token_limit / 2;
+        let floor = self.is_detection(prompt).then(|| family.grounding_image_tokens().min(context_share));
         let prompt = prompt.clone();
         tokio::task::spawn_blocking(move || prepare(&prompt, &family, floor))
             .await

@@ -1,5 +1,7 @@
 //! `glimpse`: serve the Gemini API on a local vision-language model, or ask one question from the shell.
 
+mod annotate;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,6 +153,12 @@ struct AskArgs {
     /// Output tokens to generate at most.
     #[arg(long)]
     max_tokens: Option<u32>,
+    /// Answer in JSON (constrained decoding); detection prompts (box_2d) answer in Gemini's box format anyway.
+    #[arg(long)]
+    json: bool,
+    /// Write the image with the answer's boxes, labels and masks drawn on it to this PNG file.
+    #[arg(long, value_name = "OUT.png")]
+    annotate: Option<PathBuf>,
 }
 
 async fn load_engine(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
@@ -260,6 +268,7 @@ async fn shutdown_signal() {
 
 async fn ask(args: AskArgs) -> anyhow::Result<()> {
     let image = read_image(&args.image)?;
+    let original = image.image.clone();
     let engine = load_engine(&args.model).await?;
     let prompt = Prompt {
         system: None,
@@ -267,9 +276,15 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
         media_resolution: None,
     };
     let sampling = SamplingOptions { max_output_tokens: args.max_tokens, ..Default::default() };
-    let request = GenerateRequest { prompt, sampling, constraint: OutputConstraint::None };
+    let constraint = if args.json { OutputConstraint::JsonSchema(serde_json::json!({})) } else { OutputConstraint::None };
+    let request = GenerateRequest { prompt, sampling, constraint };
     let (text, _, _) = collect(engine.generate(request).await?).await?;
     println!("{text}");
+    if let Some(out) = &args.annotate {
+        let drawn = annotate::annotate(&original, &text).context("--annotate needs an answer with box_2d detections")?;
+        drawn.save(out).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("glimpse: wrote {}", out.display());
+    }
     Ok(())
 }
 
