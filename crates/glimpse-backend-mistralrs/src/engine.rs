@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use either::Either;
 use futures::StreamExt;
-use glimpse_core::grounding::{self, MaskModel};
+use glimpse_core::grounding::{self, BoxConvention, ImageGeometry, MaskModel};
 use glimpse_core::{
     Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, GlimpseError, ModelInfo, OutputConstraint,
     Prompt, PromptTokens, Usage,
@@ -207,6 +207,13 @@ impl Engine for MistralRsEngine {
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
+        // Checked before any work: a segmentation prompt needs a mask model.
+        let detection = self.is_detection(&request.prompt);
+        let masks = if detection && grounding::wants_masks(&request.prompt) {
+            Some(self.inner.options.mask_model.clone().ok_or_else(no_mask_model)?)
+        } else {
+            None
+        };
         let prepared = self.prepare(&request.prompt).await?;
         let prompt_tokens = self.count_prepared(&prepared).await?;
         let limit = self.info.input_token_limit;
@@ -216,26 +223,12 @@ impl Engine for MistralRsEngine {
         let room = limit - prompt_tokens.total();
         let max_len = request.sampling.max_output_tokens.unwrap_or(self.info.output_token_limit).min(self.info.output_token_limit).min(room);
         let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
-        let detection = self.is_detection(&request.prompt);
-        let masks = match (detection && grounding::wants_masks(&request.prompt), &self.inner.options.mask_model) {
-            (false, _) => None,
-            (true, Some(model)) => Some(model.clone()),
-            (true, None) => {
-                return Err(GlimpseError::FailedPrecondition(
-                    "This prompt asks for segmentation masks, and this server has no mask model: start it with \
-                     --mask-model <SAM or MobileSAM folder>, ask for boxes only (box_2d), or serve with --no-grounding \
-                     to get the model's raw answer."
-                        .into(),
-                ))
-            }
-        };
-        let last_image = request.prompt.images().last().map(|input| input.image.clone());
         let convention = self.inner.folder.family.box_convention();
-        let geometry = prepared.last_image_geometry();
+        let geometry = prepared.last_image_geometry().filter(|_| detection);
         let constraint = match (request.constraint, geometry) {
             // The native form, so the answer always parses and its convention is known.
-            (OutputConstraint::None, Some(image)) if detection => OutputConstraint::JsonSchema(convention.detection_schema(image)),
-            (OutputConstraint::JsonSchema(schema), Some(image)) if detection && schema == serde_json::json!({}) => {
+            (OutputConstraint::None, Some(image)) => OutputConstraint::JsonSchema(convention.detection_schema(image)),
+            (OutputConstraint::JsonSchema(schema), Some(image)) if schema == serde_json::json!({}) => {
                 OutputConstraint::JsonSchema(convention.detection_schema(image))
             }
             (other, _) => other,
@@ -250,20 +243,39 @@ impl Engine for MistralRsEngine {
         self.inner.submit(engine_request(prepared, params, constraint, tx, EngineOutput::Stream)).await?;
         let stream = response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens);
         Ok(match geometry {
-            Some(geometry) if detection => grounding::buffer_and_convert(stream, move |text| async move {
-                let Some(answer) = grounding::to_gemini_answer(&text, convention, geometry) else { return Ok(text) };
-                match (masks, last_image) {
-                    (Some(model), Some(image)) => tokio::task::spawn_blocking(move || {
-                        grounding::add_masks(&answer, &image, model.as_ref())
-                    })
-                    .await
-                    .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?,
-                    _ => Ok(answer),
-                }
-            }),
-            _ => stream,
+            Some(geometry) => {
+                let masks = masks.zip(request.prompt.images().last().map(|input| input.image.clone()));
+                to_gemini_detections(stream, convention, geometry, masks)
+            }
+            None => stream,
         })
     }
+}
+
+fn no_mask_model() -> GlimpseError {
+    GlimpseError::FailedPrecondition(
+        "This prompt asks for segmentation masks, and this server has no mask model: start it with \
+         --mask-model <SAM or MobileSAM folder>, ask for boxes only (box_2d), or serve with --no-grounding to get \
+         the model's raw answer."
+            .into(),
+    )
+}
+
+/// The grounding adapter on a detection answer: native boxes → Gemini's, plus a mask per box from `masks`
+/// (run on a blocking thread: a SAM image encoder takes seconds on a CPU).
+fn to_gemini_detections(
+    stream: GenerationStream,
+    convention: BoxConvention,
+    geometry: ImageGeometry,
+    masks: Option<(Arc<dyn MaskModel>, Arc<image::DynamicImage>)>,
+) -> GenerationStream {
+    grounding::buffer_and_convert(stream, move |text| async move {
+        let Some(answer) = grounding::to_gemini_answer(&text, convention, geometry) else { return Ok(text) };
+        let Some((model, image)) = masks else { return Ok(answer) };
+        tokio::task::spawn_blocking(move || grounding::add_masks(&answer, &image, model.as_ref()))
+            .await
+            .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?
+    })
 }
 
 /// llguidance allows free whitespace between JSON tokens by default, and a weak model can fill its whole
