@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing Glimpse needs on a fresh Debian machine with Rust and Python 3:
-# Debian packages for HEIC/HEIF decoding, the tests' curl and Node.js, a Python venv with the official SDKs,
-# and the JS SDK (@google/genai, pinned by tests/js/package-lock.json).
+# Debian packages for HEIC/HEIF decoding, the tests' curl, Node.js and Chromium (the playground test), a Python
+# venv with the official SDKs, and the JS packages (@google/genai, playwright-core; pinned by
+# tests/js/package-lock.json).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libheif-dev pkg-config curl; do
+for pkg in libheif-dev pkg-config curl chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
@@ -22,6 +23,6 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import google.genai, open
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
 fi
 
-if [ ! -d tests/js/node_modules/@google/genai ]; then
+if [ ! -d tests/js/node_modules/@google/genai ] || [ ! -d tests/js/node_modules/playwright-core ]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi

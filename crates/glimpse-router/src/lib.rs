@@ -12,6 +12,7 @@ pub mod interactions;
 pub mod json_keys;
 pub mod lenient;
 pub mod openai;
+pub mod playground;
 pub mod remote_media;
 pub mod sse;
 
@@ -55,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .merge(interactions::routes())
         .merge(openai::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        .merge(playground::routes())
         .with_state(state.clone());
     let prefix = state.path_prefix.trim_end_matches('/');
     let app = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
