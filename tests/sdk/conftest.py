@@ -92,11 +92,12 @@ def _start_server(tmp_dir: Path, name: str, extra_args: list[str]) -> GlimpseSer
     # Every server keeps its files in its own folder unless the test names one (restart tests share one).
     if "--data-dir" not in extra_args:
         extra_args = [*extra_args, "--data-dir", str(tmp_dir / f"{name}-data")]
+    # The fixture model unless the test names its own models.
+    models = [] if "--model" in extra_args else ["--model", str(sdkutil.MODEL_DIR)]
     args = [
         str(sdkutil.GLIMPSE_BIN),
         "serve",
-        "--model",
-        str(sdkutil.MODEL_DIR),
+        *models,
         "--host",
         "127.0.0.1",
         "--port",

@@ -23,6 +23,8 @@ use crate::sampling::{sampling_params, GenerationDefaults};
 
 #[derive(Clone)]
 pub struct LoadOptions {
+    /// The name clients address the model by; default: the folder's name.
+    pub name: Option<String>,
     /// Run on CPU even when a GPU build finds a device.
     pub force_cpu: bool,
     /// Sequences the engine batches together.
@@ -44,6 +46,7 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
+            name: None,
             force_cpu: false,
             max_num_seqs: 16,
             max_output_tokens: 8192,
@@ -96,7 +99,7 @@ impl MistralRsEngine {
         let defaults = GenerationDefaults::from_generation_config(&folder.generation_config);
         let context = folder.max_position_embeddings;
         let info = ModelInfo {
-            id: folder.id.clone(),
+            id: options.name.clone().unwrap_or_else(|| folder.id.clone()),
             display_name: format!("{} (local {})", folder.id, folder.family.name()),
             description: format!("Local {} model served from {} by mistralrs.", folder.family.name(), folder.dir.display()),
             family: folder.family.name().to_string(),

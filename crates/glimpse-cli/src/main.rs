@@ -1,6 +1,7 @@
 //! `glimpse`: serve the Gemini API on a local vision-language model, or ask one question from the shell.
 
 mod annotate;
+mod models;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,12 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
-use glimpse_masks::SamMasks;
 use glimpse_core::engine::collect;
 use glimpse_core::media::{self, ImageLimits};
 use glimpse_core::{
-    Engine, GenerateRequest, ImageInput, ModelRegistry, OutputConstraint, Part, Prompt, RequestLimits, Role,
+    GenerateRequest, ImageInput, OutputConstraint, Part, Prompt, RequestLimits, Role,
     SamplingOptions, Turn,
 };
 use glimpse_fetch::{FetchConfig, Fetcher};
@@ -39,9 +38,10 @@ enum Command {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json).
-    #[arg(long, env = "GLIMPSE_MODEL")]
-    model: PathBuf,
+    /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json),
+    /// as DIR or NAME=DIR (clients then say NAME; default: the folder's name). `serve` takes it repeatedly.
+    #[arg(long = "model", env = "GLIMPSE_MODEL", required = true)]
+    model: Vec<models::ModelSpec>,
     /// Run on CPU even if a GPU is available.
     #[arg(long)]
     cpu: bool,
@@ -65,10 +65,10 @@ struct ServeArgs {
     host: String,
     #[arg(long, default_value_t = 8080, env = "GLIMPSE_PORT")]
     port: u16,
-    /// Model names that map to the loaded model (e.g. gemini-3-flash-preview). Without any alias every model
-    /// name maps to it; with aliases, other names are 404 NOT_FOUND.
+    /// Another name for a model, e.g. gemini-3-flash-preview (the first model) or gemini-2.0-flash=NAME.
+    /// With one model and no alias every model name maps to it; otherwise unknown names are 404 NOT_FOUND.
     #[arg(long = "alias")]
-    aliases: Vec<String>,
+    aliases: Vec<models::AliasSpec>,
     /// Serve the API under this path prefix (e.g. /gemini).
     #[arg(long, default_value = "")]
     path_prefix: String,
@@ -161,31 +161,8 @@ struct AskArgs {
     annotate: Option<PathBuf>,
 }
 
-async fn load_engine(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
-    let options = LoadOptions {
-        force_cpu: args.cpu,
-        max_output_tokens: args.max_output_tokens,
-        grounding: !args.no_grounding,
-        mask_model: match &args.mask_model {
-            Some(dir) => {
-                let masks = SamMasks::load(dir).map_err(anyhow::Error::msg).context("loading the mask model")?;
-                Some(Arc::new(masks) as Arc<dyn glimpse_core::grounding::MaskModel>)
-            }
-            None => None,
-        },
-        ..Default::default()
-    };
-    let engine = MistralRsEngine::load(&args.model, options)
-        .await
-        .with_context(|| format!("loading the model folder {}", args.model.display()))?;
-    Ok(Arc::new(engine))
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let engine = load_engine(&args.model).await?;
-    tracing::info!(model = %engine.info().id, "model loaded");
-    let mut registry = ModelRegistry::new();
-    registry.add(engine, &args.aliases);
+    let registry = models::registry(&args.model, &args.aliases).await?;
     let limits = RequestLimits {
         max_inline_bytes: args.max_inline_bytes,
         max_images: args.max_images,
@@ -269,7 +246,7 @@ async fn shutdown_signal() {
 async fn ask(args: AskArgs) -> anyhow::Result<()> {
     let image = read_image(&args.image)?;
     let original = image.image.clone();
-    let engine = load_engine(&args.model).await?;
+    let engine = models::single(&args.model).await?;
     let prompt = Prompt {
         system: None,
         turns: vec![Turn { role: Role::User, parts: vec![Part::Image(image), Part::Text(args.prompt)] }],

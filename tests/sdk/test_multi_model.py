@@ -1,0 +1,63 @@
+"""Several models at once: `--model NAME=DIR` (repeated) and `--alias ALIAS=NAME`. Requests are routed by model
+name and by alias, `GET models` lists every name with its limits, and unknown names are 404 NOT_FOUND, through
+the Gemini SDK, the Interactions API and the OpenAI layer."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from google.genai import errors, types
+
+import sdkutil
+from conftest import start_server, stop_server
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    model = str(sdkutil.MODEL_DIR)
+    server = start_server(
+        tmp_path_factory.mktemp("two"),
+        "two-models",
+        ["--model", f"fast={model}", "--model", f"careful={model}",
+         "--alias", "gemini-2.0-flash=fast", "--alias", "gemini-3-flash-preview=careful"],
+    )  # fmt: skip
+    yield server
+    stop_server(server)
+
+
+def test_models_are_listed_with_their_aliases(two_models):
+    client = sdkutil.make_client(two_models.url)
+    names = sorted(m.name for m in client.models.list())
+    assert names == ["models/careful", "models/fast", "models/gemini-2.0-flash", "models/gemini-3-flash-preview"]
+    model = client.models.get(model="gemini-2.0-flash")
+    assert model.input_token_limit > 0 and model.output_token_limit > 0
+    assert "generateContent" in model.supported_actions and "countTokens" in model.supported_actions
+
+
+@pytest.mark.parametrize("name, served_by", [("fast", "fast"), ("careful", "careful"), ("gemini-2.0-flash", "fast"), ("gemini-3-flash-preview", "careful")])
+def test_requests_are_routed_by_name_and_alias(two_models, expected, name, served_by):
+    case = expected["caption_square"]
+    client = sdkutil.make_client(two_models.url)
+    response = client.models.generate_content(
+        model=name, contents=sdkutil.sdk_contents(case), config=types.GenerateContentConfig(max_output_tokens=case["max_new_tokens"])
+    )
+    assert response.model_version == served_by
+    sdkutil.assert_reference_text(response.text, case)
+    assert client.models.count_tokens(model=name, contents=sdkutil.sdk_contents(case)).total_tokens == case["prompt_token_count"]
+
+
+def test_unknown_model_is_not_found_everywhere(two_models):
+    client = sdkutil.make_client(two_models.url)
+    with pytest.raises(errors.ClientError) as ei:
+        client.models.generate_content(model="gemini-1.5-pro", contents="hi")
+    assert (ei.value.code, ei.value.status) == (404, "NOT_FOUND")
+    r = httpx.post(f"{two_models.url}/v1beta/interactions", json={"model": "gemini-1.5-pro", "input": "hi"}, headers={"x-goog-api-key": sdkutil.API_KEY})
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "model_not_found")
+    r = httpx.post(
+        f"{two_models.url}/v1beta/openai/chat/completions",
+        json={"model": "gemini-1.5-pro", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {sdkutil.API_KEY}"},
+    )
+    assert (r.status_code, r.json()["error"]["status"]) == (404, "NOT_FOUND")
+    listed = httpx.get(f"{two_models.url}/v1beta/openai/models", headers={"authorization": f"Bearer {sdkutil.API_KEY}"}).json()
+    assert sorted(m["id"] for m in listed["data"]) == ["models/careful", "models/fast", "models/gemini-2.0-flash", "models/gemini-3-flash-preview"]
