@@ -61,3 +61,27 @@ def test_unknown_model_is_not_found_everywhere(two_models):
     assert (r.status_code, r.json()["error"]["status"]) == (404, "NOT_FOUND")
     listed = httpx.get(f"{two_models.url}/v1beta/openai/models", headers={"authorization": f"Bearer {sdkutil.API_KEY}"}).json()
     assert sorted(m["id"] for m in listed["data"]) == ["models/careful", "models/fast", "models/gemini-2.0-flash", "models/gemini-3-flash-preview"]
+
+
+def test_in_situ_quantisation(tmp_path, expected):
+    """`--isq q8_0`: the weights are quantised at load; the model says so, still answers, and the prompt is
+    counted exactly as before (quantisation changes numbers, not tokens)."""
+    server = start_server(tmp_path, "isq", ["--isq", "q8_0", "--dtype", "f32"])
+    try:
+        client = sdkutil.make_client(server.url)
+        assert "Q8_0" in client.models.get(model=sdkutil.MODEL_ID).description
+        case = expected["caption_square"]
+        response = client.models.generate_content(
+            model=sdkutil.SEED_MODEL, contents=sdkutil.sdk_contents(case), config=types.GenerateContentConfig(max_output_tokens=5)
+        )
+        assert response.usage_metadata.prompt_token_count == case["prompt_token_count"]
+        assert response.usage_metadata.candidates_token_count == 5 and response.text
+    finally:
+        stop_server(server)
+
+
+def test_unknown_quantisation_is_refused_at_start(tmp_path):
+    import subprocess
+
+    run = subprocess.run([str(sdkutil.GLIMPSE_BIN), "serve", "--model", str(sdkutil.MODEL_DIR), "--isq", "q9"], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "--isq" in run.stderr, run.stderr[-500:]

@@ -13,7 +13,7 @@ use glimpse_core::{
     Prompt, PromptTokens, Usage,
 };
 use mistralrs::{
-    Constraint, Model, ModelDType, MultimodalModelBuilder, NormalRequest, Request, RequestMessage, Response,
+    Constraint, IsqType, Model, ModelDType, MultimodalModelBuilder, NormalRequest, Request, RequestMessage, Response,
 };
 use tokio::sync::mpsc;
 
@@ -36,6 +36,8 @@ pub struct LoadOptions {
     /// Weight and activation dtype; `None` picks float32 on CPU (mistralrs's own "auto" picks bf16 there,
     /// which is slower on most CPUs and costs accuracy) and mistralrs's choice on a GPU.
     pub dtype: Option<ModelDType>,
+    /// In-situ quantisation of the weights at load time (e.g. Q8_0, Q4K), for CPUs short of memory or speed.
+    pub isq: Option<IsqType>,
     /// Detection prompts (`box_2d`) get the family's native box schema and their boxes rewritten into Gemini's
     /// format (see `glimpse_core::grounding`); off: answers pass through as the model wrote them.
     pub grounding: bool,
@@ -52,6 +54,7 @@ impl Default for LoadOptions {
             max_output_tokens: 8192,
             staging_root: std::env::temp_dir().join("glimpse-staged"),
             dtype: None,
+            isq: None,
             grounding: true,
             mask_model: None,
         }
@@ -88,6 +91,9 @@ async fn build_model(staged: &Path, options: &LoadOptions) -> anyhow::Result<Mod
     if options.force_cpu {
         builder = builder.with_force_cpu();
     }
+    if let Some(isq) = options.isq {
+        builder = builder.with_isq(isq);
+    }
     builder.build().await
 }
 
@@ -101,7 +107,12 @@ impl MistralRsEngine {
         let info = ModelInfo {
             id: options.name.clone().unwrap_or_else(|| folder.id.clone()),
             display_name: format!("{} (local {})", folder.id, folder.family.name()),
-            description: format!("Local {} model served from {} by mistralrs.", folder.family.name(), folder.dir.display()),
+            description: format!(
+                "Local {} model served from {} by mistralrs{}.",
+                folder.family.name(),
+                folder.dir.display(),
+                options.isq.map(|q| format!(", weights quantised in place to {q:?}")).unwrap_or_default()
+            ),
             family: folder.family.name().to_string(),
             input_token_limit: context,
             output_token_limit: options.max_output_tokens.min(context),
@@ -279,6 +290,16 @@ fn to_gemini_detections(
             .await
             .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?
     })
+}
+
+/// `--isq` values as mistralrs spells them (`q4_0`, `q8_0`, `q4k`, `hqq8`, `4` for "best 4-bit here", …).
+pub fn parse_isq(value: &str) -> Result<IsqType, String> {
+    mistralrs_core::parse_isq_value(value, None)
+}
+
+/// `--dtype` values: `auto`, `f32`, `f16`, `bf16`.
+pub fn parse_dtype(value: &str) -> Result<ModelDType, String> {
+    value.parse()
 }
 
 /// llguidance allows free whitespace between JSON tokens by default, and a weak model can fill its whole

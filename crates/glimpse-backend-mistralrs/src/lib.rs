@@ -12,7 +12,8 @@ mod probe;
 mod prompt_builder;
 mod sampling;
 
-pub use engine::{LoadOptions, MistralRsEngine};
+pub use engine::{parse_dtype, parse_isq, LoadOptions, MistralRsEngine};
+pub use mistralrs::{IsqType, ModelDType};
 pub use family::{Family, ImagePlan};
 pub use model_folder::ModelFolder;
 pub use probe::Probe;

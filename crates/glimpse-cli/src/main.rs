@@ -52,6 +52,12 @@ struct ModelArgs {
     /// box format and rewriting the boxes into Gemini's box_2d (0–1000, ymin first).
     #[arg(long)]
     no_grounding: bool,
+    /// Quantise the weights in place when loading (q8_0, q4_0, q4k, q6k, hqq8, … as mistralrs names them).
+    #[arg(long, value_parser = glimpse_backend_mistralrs::parse_isq)]
+    isq: Option<glimpse_backend_mistralrs::IsqType>,
+    /// Weight and activation dtype: auto, f32, f16, bf16 (default: f32 on CPU, the engine's choice on a GPU).
+    #[arg(long, value_parser = glimpse_backend_mistralrs::parse_dtype)]
+    dtype: Option<glimpse_backend_mistralrs::ModelDType>,
     /// A SAM or MobileSAM folder (config.json + model.safetensors) that fills `mask` for segmentation prompts.
     #[arg(long, env = "GLIMPSE_MASK_MODEL")]
     mask_model: Option<PathBuf>,

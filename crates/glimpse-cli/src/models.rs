@@ -68,6 +68,8 @@ async fn load_engine(spec: &ModelSpec, args: &ModelArgs, masks: Option<Arc<dyn M
         max_output_tokens: args.max_output_tokens,
         grounding: !args.no_grounding,
         mask_model: masks,
+        isq: args.isq,
+        dtype: args.dtype,
         ..Default::default()
     };
     let engine = MistralRsEngine::load(&spec.dir, options)
