@@ -74,16 +74,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp_dir: Path, name: str, extra_args: list[str]) -> GlimpseServer:
-    """Starts `glimpse serve` on the fixture model with `extra_args`; stop it with `stop_server`."""
-    return _start_server(tmp_dir, name, extra_args)
+def start_server(tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None) -> GlimpseServer:
+    """Starts `glimpse serve` on the fixture model with `extra_args` (and `env` instead of this process's
+    environment); stop it with `stop_server`."""
+    return _start_server(tmp_dir, name, extra_args, env)
 
 
 def stop_server(server: GlimpseServer) -> None:
     _stop_server(server)
 
 
-def _start_server(tmp_dir: Path, name: str, extra_args: list[str]) -> GlimpseServer:
+def _start_server(tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None) -> GlimpseServer:
     if not sdkutil.GLIMPSE_BIN.is_file():
         pytest.fail(f"server binary not found: {sdkutil.GLIMPSE_BIN} (build it, or set GLIMPSE_BIN)", pytrace=False)
     if not sdkutil.MODEL_DIR.is_dir():
@@ -93,7 +94,7 @@ def _start_server(tmp_dir: Path, name: str, extra_args: list[str]) -> GlimpseSer
     if "--data-dir" not in extra_args:
         extra_args = [*extra_args, "--data-dir", str(tmp_dir / f"{name}-data")]
     # The fixture model unless the test names its own models.
-    models = [] if "--model" in extra_args else ["--model", str(sdkutil.MODEL_DIR)]
+    models = [] if "--model" in extra_args or "--config" in extra_args else ["--model", str(sdkutil.MODEL_DIR)]
     args = [
         str(sdkutil.GLIMPSE_BIN),
         "serve",
@@ -106,7 +107,7 @@ def _start_server(tmp_dir: Path, name: str, extra_args: list[str]) -> GlimpseSer
     ]
     log_path = tmp_dir / f"{name}.log"
     log_file = open(log_path, "wb")
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     env.setdefault("RUST_BACKTRACE", "1")
     proc = subprocess.Popen(
         args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=sdkutil.ROOT, env=env

@@ -381,6 +381,17 @@ def interaction_items(case: dict, uploaded: dict | None = None) -> list[dict]:
     return items
 
 
+def load_reference(model: str) -> dict[str, dict]:
+    """fixtures/expected/<model>.json as {case name: case}."""
+    data = json.loads((ROOT / "fixtures" / "expected" / f"{model}.json").read_text())
+    return {case["name"]: case for case in data["cases"]}
+
+
 def assert_reference_text(text: str | None, case: dict) -> None:
-    """The whole answer is transformers' greedy text (the fixture's top-1/top-2 gaps are >= 0.28)."""
-    assert text == case["greedy_text"], f"{case['name']}: answer {text!r} != transformers' {case['greedy_text']!r}"
+    """The whole answer is transformers' greedy text (the fixtures' top-1/top-2 gaps are >= 0.22).
+
+    One documented difference: the engine (mistralrs) drops whitespace at the very start of an answer, so an
+    answer whose first token is " points" reads "points" (the token ids and counts are the reference's; the
+    parity test compares those)."""
+    want = case["greedy_text"].lstrip()
+    assert text == want, f"{case['name']}: answer {text!r} != transformers' {want!r}"

@@ -85,3 +85,47 @@ def test_unknown_quantisation_is_refused_at_start(tmp_path):
 
     run = subprocess.run([str(sdkutil.GLIMPSE_BIN), "serve", "--model", str(sdkutil.MODEL_DIR), "--isq", "q9"], capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and "--isq" in run.stderr, run.stderr[-500:]
+
+
+QWEN3_DIR = sdkutil.ROOT / "fixtures" / "models" / "qwen3_vl-tiny"
+
+
+@pytest.fixture(scope="module")
+def two_families(tmp_path_factory):
+    server = start_server(
+        tmp_path_factory.mktemp("families"),
+        "two-families",
+        ["--model", f"qwen25={sdkutil.MODEL_DIR}", "--model", f"qwen3={QWEN3_DIR}",
+         "--alias", "gemini-2.0-flash=qwen25", "--alias", "gemini-3-flash-preview=qwen3"],
+    )  # fmt: skip
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.parametrize("alias, name, reference", [
+    ("gemini-2.0-flash", "qwen25", "qwen2_5_vl-tiny"),
+    ("gemini-3-flash-preview", "qwen3", "qwen3_vl-tiny"),
+])  # fmt: skip
+def test_two_families_count_and_answer_like_their_references(two_families, alias, name, reference):
+    """Each family's processor sizes images its own way (Qwen2.5-VL: 28-pixel cells, Qwen3-VL: 32): countTokens
+    must equal each reference processor's count for every case (five image sizes each), and the greedy answer
+    must be the reference's, whichever name or alias the request uses."""
+    cases = sdkutil.load_reference(reference)
+    client = sdkutil.make_client(two_families.url)
+    for case in cases.values():
+        for model in (name, alias):
+            if sdkutil.system_text(case) is None:
+                counted = client.models.count_tokens(model=model, contents=sdkutil.sdk_contents(case)).total_tokens
+            else:
+                # The SDK refuses system_instruction in count_tokens for the Gemini API: the answer's usage says it.
+                answer = client.models.generate_content(
+                    model=model, contents=sdkutil.sdk_contents(case), config=sdkutil.sdk_config(case, max_output_tokens=1)
+                )
+                counted = answer.usage_metadata.prompt_token_count
+            assert counted == case["prompt_token_count"], (reference, case["name"], model)
+    case = cases["caption_square"]
+    response = client.models.generate_content(
+        model=alias, contents=sdkutil.sdk_contents(case), config=types.GenerateContentConfig(max_output_tokens=case["max_new_tokens"])
+    )
+    assert response.model_version == name
+    sdkutil.assert_reference_text(response.text, case)

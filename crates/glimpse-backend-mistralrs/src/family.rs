@@ -10,7 +10,7 @@ const MAX_BUDGET_TOKENS: u64 = 2240;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Family {
-    /// Qwen2-VL and Qwen2.5-VL: patches of `patch_size`, merged `merge_size`², sides multiples of
+    /// Qwen2-VL, Qwen2.5-VL and Qwen3-VL: patches of `patch_size`, merged `merge_size`², sides multiples of
     /// `patch_size * merge_size`, total pixels within [min_pixels, max_pixels].
     QwenVl { name: &'static str, patch_size: u32, merge_size: u32, min_pixels: u64, max_pixels: u64 },
 }
@@ -31,16 +31,18 @@ fn get_u64(v: &Value, key: &str) -> Option<u64> {
 impl Family {
     pub fn detect(config: &Value, preprocessor: &Value) -> Result<Family, String> {
         let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
-        let name = match model_type {
-            "qwen2_5_vl" => "qwen2_5_vl",
-            "qwen2_vl" => "qwen2_vl",
+        // (name, the processor's patch size when its config leaves it out)
+        let (name, default_patch) = match model_type {
+            "qwen2_5_vl" => ("qwen2_5_vl", 14),
+            "qwen2_vl" => ("qwen2_vl", 14),
+            "qwen3_vl" => ("qwen3_vl", 16),
             other => {
                 return Err(format!(
-                    "model_type \"{other}\" is not supported yet; this build serves Qwen2.5-VL and Qwen2-VL folders"
+                    "model_type \"{other}\" is not supported yet; this build serves Qwen3-VL, Qwen2.5-VL and Qwen2-VL folders"
                 ))
             }
         };
-        let patch_size = get_u64(preprocessor, "patch_size").unwrap_or(14) as u32;
+        let patch_size = get_u64(preprocessor, "patch_size").unwrap_or(default_patch) as u32;
         let merge_size = get_u64(preprocessor, "merge_size").unwrap_or(2) as u32;
         let size = preprocessor.get("size").cloned().unwrap_or(Value::Null);
         let min_pixels = get_u64(preprocessor, "min_pixels").or_else(|| get_u64(&size, "shortest_edge")).unwrap_or(56 * 56);
@@ -79,10 +81,10 @@ impl Family {
     }
 
     /// How the family writes boxes when asked for JSON detections: Qwen2.5-VL was trained on `bbox_2d` in pixels
-    /// of its resized input; Qwen2-VL on a 0–1000 grid, x before y.
+    /// of its resized input; Qwen2-VL and Qwen3-VL on a 0–1000 grid, x before y.
     pub fn box_convention(&self) -> BoxConvention {
         match self {
-            Family::QwenVl { name: "qwen2_vl", .. } => BoxConvention::QwenThousandths,
+            Family::QwenVl { name: "qwen2_vl" | "qwen3_vl", .. } => BoxConvention::QwenThousandths,
             Family::QwenVl { .. } => BoxConvention::QwenInputPixels,
         }
     }
@@ -186,6 +188,17 @@ mod tests {
         // A budget caps the pixels: 280 tokens → at most 280 * 784 pixels.
         let low = qwen(3136, 12_845_056).plan_image(1920, 1080, Some(280)).unwrap();
         assert!(low.tokens <= 280 && low.tokens > 200, "{low:?}");
+    }
+
+    #[test]
+    fn qwen3_vl_sizes_by_32_pixel_cells() {
+        let config = json!({"model_type": "qwen3_vl"});
+        let preprocessor = json!({"size": {"shortest_edge": 65536, "longest_edge": 16777216}});
+        let family = Family::detect(&config, &preprocessor).unwrap();
+        assert_eq!(family.box_convention(), BoxConvention::QwenThousandths);
+        // transformers' Qwen3-VL processor: 1920x1080 → 1920x1088, 60x34 merged tokens.
+        let plan = family.plan_image(1920, 1080, None).unwrap();
+        assert_eq!((plan.width, plan.height, plan.tokens), (1920, 1088, 60 * 34));
     }
 
     #[test]

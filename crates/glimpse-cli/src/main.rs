@@ -1,6 +1,8 @@
 //! `glimpse`: serve the Gemini API on a local vision-language model, or ask one question from the shell.
 
 mod annotate;
+mod config;
+mod hub;
 mod models;
 
 use std::net::SocketAddr;
@@ -34,13 +36,48 @@ enum Command {
     Serve(ServeArgs),
     /// Ask one question about one image and print the answer.
     Ask(AskArgs),
+    /// Download a model folder from the Hugging Face hub into the local cache (resumable).
+    Pull(PullArgs),
+    /// Models in the local Hugging Face cache.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// List cached models, their size, and whether (as which family) Glimpse can serve them.
+    List,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    /// The model repository, owner/name (optionally @revision).
+    repo: hub::HubId,
+    /// A branch, tag or commit (overrides an @revision in the id).
+    #[arg(long)]
+    revision: Option<String>,
+    /// The hub or a mirror (default: HF_ENDPOINT, else https://huggingface.co).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Download every file of the repository, not only configs, tokenizer and safetensors weights.
+    #[arg(long)]
+    all_files: bool,
+    /// Bytes per ranged request; an interrupted download resumes from the last complete range.
+    #[arg(long, default_value_t = 10_000_000)]
+    chunk_bytes: usize,
+    /// Ranged requests of one file in flight at once.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
 }
 
 #[derive(Args)]
 struct ModelArgs {
-    /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json),
-    /// as DIR or NAME=DIR (clients then say NAME; default: the folder's name). `serve` takes it repeatedly.
-    #[arg(long = "model", env = "GLIMPSE_MODEL", required = true)]
+    /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json)
+    /// or a hub id in the local cache (owner/name[@revision], see `glimpse pull`), as SOURCE or NAME=SOURCE
+    /// (clients then say NAME; default: the folder's or repository's name). `serve` takes it repeatedly.
+    #[arg(long = "model", env = "GLIMPSE_MODEL")]
     model: Vec<models::ModelSpec>,
     /// Run on CPU even if a GPU is available.
     #[arg(long)]
@@ -67,6 +104,10 @@ struct ModelArgs {
 struct ServeArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// A TOML file of [[model]] tables (model, name, aliases, isq, dtype, max_output_tokens) and mask_model,
+    /// loaded after any --model.
+    #[arg(long, env = "GLIMPSE_CONFIG")]
+    config: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1", env = "GLIMPSE_HOST")]
     host: String,
     #[arg(long, default_value_t = 8080, env = "GLIMPSE_PORT")]
@@ -168,7 +209,8 @@ struct AskArgs {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let registry = models::registry(&args.model, &args.aliases).await?;
+    let config = args.config.as_deref().map(config::ServeConfig::read).transpose()?;
+    let registry = models::registry(&args.model, &args.aliases, config.as_ref()).await?;
     let limits = RequestLimits {
         max_inline_bytes: args.max_inline_bytes,
         max_images: args.max_images,
@@ -271,6 +313,26 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn pull(args: PullArgs) -> anyhow::Result<()> {
+    let mut id = args.repo;
+    if let Some(revision) = args.revision {
+        id.revision = revision;
+    }
+    let options = hub::PullOptions {
+        endpoint: args.endpoint,
+        all_files: args.all_files,
+        chunk_bytes: args.chunk_bytes,
+        connections: args.connections,
+    };
+    let folder = hub::pull(&id, &options).await?;
+    match glimpse_backend_mistralrs::ModelFolder::open(&folder) {
+        Ok(model) => eprintln!("glimpse: {id} is ready ({}): glimpse serve --model {id}", model.family.name()),
+        Err(reason) => eprintln!("glimpse: {id} was downloaded, but Glimpse cannot serve it: {reason}"),
+    }
+    println!("{}", folder.display());
+    Ok(())
+}
+
 fn read_image(path: &Path) -> anyhow::Result<ImageInput> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let decoded = media::decode_image(&bytes, None, &ImageLimits::default())?;
@@ -288,5 +350,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Ask(args) => ask(args).await,
+        Command::Pull(args) => pull(args).await,
+        Command::Models { command: ModelsCommand::List } => hub::print_list(&hub::list()?),
     }
 }

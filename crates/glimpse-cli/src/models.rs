@@ -1,7 +1,7 @@
-//! Which models a `glimpse` command loads: `--model [NAME=]DIR` (repeatable for serve), `--alias ALIAS[=NAME]`,
-//! one shared mask model.
+//! Which models a `glimpse` command loads: `--model [NAME=]DIR|owner/name[@rev]` (repeatable for serve),
+//! `[[model]]` tables of a config file, `--alias ALIAS[=NAME]`, one shared mask model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -11,26 +11,83 @@ use glimpse_core::grounding::MaskModel;
 use glimpse_core::{Engine, ModelRegistry};
 use glimpse_masks::SamMasks;
 
+use crate::config::ServeConfig;
+use crate::hub::{self, HubId};
 use crate::ModelArgs;
 
-/// `DIR` or `NAME=DIR`: the name clients use (default: the folder's name).
+/// Where a model's files are.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    Folder(PathBuf),
+    /// A model in the local Hugging Face cache.
+    Hub(HubId),
+}
+
+impl ModelSource {
+    /// An existing folder (relative to `base`) wins; otherwise `owner/name[@rev]` is a hub id; anything else is
+    /// a folder, whose absence the loader reports.
+    pub fn parse(s: &str, base: &Path) -> Result<ModelSource, String> {
+        if s.is_empty() {
+            return Err("empty model folder".into());
+        }
+        let path = base.join(s);
+        if path.is_dir() {
+            return Ok(ModelSource::Folder(path));
+        }
+        Ok(s.parse().map(ModelSource::Hub).unwrap_or(ModelSource::Folder(path)))
+    }
+
+    /// The folder to load, and the name the model gets unless it is given one.
+    fn locate(&self) -> anyhow::Result<(PathBuf, Option<String>)> {
+        match self {
+            ModelSource::Folder(dir) => Ok((dir.clone(), None)),
+            ModelSource::Hub(id) => Ok((hub::resolve(id)?, Some(id.default_name()))),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Folder(dir) => write!(f, "the model folder {}", dir.display()),
+            ModelSource::Hub(id) => write!(f, "{id} from the Hugging Face cache"),
+        }
+    }
+}
+
+/// `SOURCE` or `NAME=SOURCE`: the name clients use (default: the folder's or the repository's name).
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
     pub name: Option<String>,
-    pub dir: PathBuf,
+    pub source: ModelSource,
 }
 
 impl FromStr for ModelSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        let base = Path::new("");
         match s.split_once('=') {
-            Some((name, dir)) if !name.is_empty() && !name.contains('/') && !dir.is_empty() => {
-                Ok(ModelSpec { name: Some(name.to_string()), dir: dir.into() })
+            Some((name, source)) if !name.is_empty() && !name.contains('/') && !source.is_empty() => {
+                Ok(ModelSpec { name: Some(name.to_string()), source: ModelSource::parse(source, base)? })
             }
-            _ if s.is_empty() => Err("empty model folder".into()),
-            _ => Ok(ModelSpec { name: None, dir: s.into() }),
+            _ => Ok(ModelSpec { name: None, source: ModelSource::parse(s, base)? }),
         }
+    }
+}
+
+/// One model to load with the switches that apply to it.
+struct Plan {
+    spec: ModelSpec,
+    aliases: Vec<String>,
+    isq: Option<glimpse_backend_mistralrs::IsqType>,
+    dtype: Option<glimpse_backend_mistralrs::ModelDType>,
+    max_output_tokens: u32,
+}
+
+impl Plan {
+    fn from_args(spec: &ModelSpec, args: &ModelArgs) -> Plan {
+        Plan { spec: spec.clone(), aliases: Vec::new(), isq: args.isq, dtype: args.dtype, max_output_tokens: args.max_output_tokens }
     }
 }
 
@@ -55,26 +112,25 @@ impl FromStr for AliasSpec {
     }
 }
 
-fn load_mask_model(args: &ModelArgs) -> anyhow::Result<Option<Arc<dyn MaskModel>>> {
-    let Some(dir) = &args.mask_model else { return Ok(None) };
+fn load_mask_model(dir: Option<&PathBuf>) -> anyhow::Result<Option<Arc<dyn MaskModel>>> {
+    let Some(dir) = dir else { return Ok(None) };
     let masks = SamMasks::load(dir).map_err(anyhow::Error::msg).context("loading the mask model")?;
     Ok(Some(Arc::new(masks)))
 }
 
-async fn load_engine(spec: &ModelSpec, args: &ModelArgs, masks: Option<Arc<dyn MaskModel>>) -> anyhow::Result<Arc<dyn Engine>> {
+async fn load_engine(plan: &Plan, args: &ModelArgs, masks: Option<Arc<dyn MaskModel>>) -> anyhow::Result<Arc<dyn Engine>> {
+    let (dir, default_name) = plan.spec.source.locate()?;
     let options = LoadOptions {
-        name: spec.name.clone(),
+        name: plan.spec.name.clone().or(default_name),
         force_cpu: args.cpu,
-        max_output_tokens: args.max_output_tokens,
+        max_output_tokens: plan.max_output_tokens,
         grounding: !args.no_grounding,
         mask_model: masks,
-        isq: args.isq,
-        dtype: args.dtype,
+        isq: plan.isq,
+        dtype: plan.dtype,
         ..Default::default()
     };
-    let engine = MistralRsEngine::load(&spec.dir, options)
-        .await
-        .with_context(|| format!("loading the model folder {}", spec.dir.display()))?;
+    let engine = MistralRsEngine::load(&dir, options).await.with_context(|| format!("loading {}", plan.spec.source))?;
     tracing::info!(model = %engine.info().id, "model loaded");
     Ok(Arc::new(engine))
 }
@@ -82,20 +138,37 @@ async fn load_engine(spec: &ModelSpec, args: &ModelArgs, masks: Option<Arc<dyn M
 /// The one model of `glimpse ask`.
 pub async fn single(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
     match args.model.as_slice() {
-        [spec] => load_engine(spec, args, load_mask_model(args)?).await,
+        [spec] => load_engine(&Plan::from_args(spec, args), args, load_mask_model(args.mask_model.as_ref())?).await,
+        [] => anyhow::bail!("no model: pass --model with a model folder or a cached hub id (see `glimpse models list`)"),
         _ => anyhow::bail!("this command takes exactly one --model"),
     }
 }
 
-/// Every `--model`, with its aliases. Names must be unique; an alias must name a loaded model.
-pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec]) -> anyhow::Result<ModelRegistry> {
-    let masks = load_mask_model(args)?;
+/// Every `--model`, then every `[[model]]` of the config file, with their aliases. Names must be unique; an
+/// alias must name a loaded model.
+pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec], config: Option<&ServeConfig>) -> anyhow::Result<ModelRegistry> {
+    let mut plans: Vec<Plan> = args.model.iter().map(|spec| Plan::from_args(spec, args)).collect();
+    for model in config.map(|c| c.models.as_slice()).unwrap_or_default() {
+        plans.push(Plan {
+            spec: model.spec.clone(),
+            aliases: model.aliases.clone(),
+            isq: model.isq.or(args.isq),
+            dtype: model.dtype.or(args.dtype),
+            max_output_tokens: model.max_output_tokens.unwrap_or(args.max_output_tokens),
+        });
+    }
+    if plans.is_empty() {
+        anyhow::bail!("no model: pass --model (a model folder or a cached hub id) or --config with [[model]] tables");
+    }
+    let masks = load_mask_model(args.mask_model.as_ref().or(config.and_then(|c| c.mask_model.as_ref())))?;
     let mut engines = Vec::new();
-    for spec in &args.model {
-        let engine = load_engine(spec, args, masks.clone()).await?;
+    let mut own_aliases = Vec::new();
+    for plan in &plans {
+        let engine = load_engine(plan, args, masks.clone()).await?;
         if engines.iter().any(|e: &Arc<dyn Engine>| e.info().id == engine.info().id) {
             anyhow::bail!("two models are named {:?}: give them names with --model NAME=DIR", engine.info().id);
         }
+        own_aliases.push(plan.aliases.clone());
         engines.push(engine);
     }
     let ids: Vec<String> = engines.iter().map(|e| e.info().id.clone()).collect();
@@ -107,11 +180,12 @@ pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec]) -> anyhow::Result
     let mut registry = ModelRegistry::new();
     for (index, engine) in engines.into_iter().enumerate() {
         let id = engine.info().id.clone();
-        let mine: Vec<String> = aliases
+        let mut mine: Vec<String> = aliases
             .iter()
             .filter(|a| a.target.as_deref().map_or(index == 0, |t| t == id))
             .map(|a| a.alias.clone())
             .collect();
+        mine.extend(own_aliases[index].iter().cloned());
         registry.add(engine, &mine);
     }
     Ok(registry)
@@ -123,10 +197,18 @@ mod tests {
 
     #[test]
     fn specs_parse() {
-        let named: ModelSpec = "fast=models/qwen".parse().unwrap();
-        assert_eq!((named.name.as_deref(), named.dir), (Some("fast"), PathBuf::from("models/qwen")));
+        let named: ModelSpec = "fast=/models/qwen".parse().unwrap();
+        assert_eq!(named.name.as_deref(), Some("fast"));
+        assert!(matches!(named.source, ModelSource::Folder(dir) if dir == PathBuf::from("/models/qwen")));
         let plain: ModelSpec = "/data/a=b/qwen".parse().unwrap();
-        assert_eq!((plain.name, plain.dir), (None, PathBuf::from("/data/a=b/qwen")));
+        assert!(plain.name.is_none());
+        assert!(matches!(plain.source, ModelSource::Folder(dir) if dir == PathBuf::from("/data/a=b/qwen")));
+        let hub: ModelSpec = "q=Qwen/Qwen2.5-VL-3B-Instruct@main".parse().unwrap();
+        assert!(matches!(hub.source, ModelSource::Hub(id) if id.repo == "Qwen/Qwen2.5-VL-3B-Instruct"));
+        // An existing folder wins over the hub-id reading of the same string.
+        let dir = std::env::temp_dir();
+        let existing = ModelSource::parse(dir.file_name().unwrap().to_str().unwrap(), dir.parent().unwrap()).unwrap();
+        assert!(matches!(existing, ModelSource::Folder(_)));
         let alias: AliasSpec = "gemini-2.0-flash=fast".parse().unwrap();
         assert_eq!((alias.alias.as_str(), alias.target.as_deref()), ("gemini-2.0-flash", Some("fast")));
         assert!("=x".parse::<AliasSpec>().is_err());

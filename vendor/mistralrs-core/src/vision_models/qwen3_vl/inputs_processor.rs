@@ -347,10 +347,18 @@ impl InputsProcessor for Qwen3VLImageProcessor {
             let mut all_continuous_img_pad = Vec::new();
             let mut all_continuous_vid_pad = Vec::new();
             for (detok, seq) in detok_seqs.into_iter().zip(input_seqs.iter_mut()) {
-                let toks = tokenizer
-                    .encode_fast(detok.clone(), false)
-                    .expect("Detokenization failed!");
-                let ids = toks.get_ids().to_vec();
+                // Glimpse patch: re-encode only the prompt, once, to expand the image pads. Afterwards the
+                // sequence's own tokens are authoritative: re-encoding generated text is not length-preserving
+                // (a model may emit a non-canonical tokenization), which shifted the mRoPE positions.
+                let ids = if seq.multimodal.has_changed_prompt {
+                    seq.get_toks().to_vec()
+                } else {
+                    tokenizer
+                        .encode_fast(detok.clone(), false)
+                        .expect("Detokenization failed!")
+                        .get_ids()
+                        .to_vec()
+                };
 
                 if !seq.multimodal.has_changed_prompt {
                     seq.set_initial_prompt(detok.clone());

@@ -1,16 +1,17 @@
-//! Numerics parity with Hugging Face transformers on the committed tiny Qwen2.5-VL.
+//! Numerics parity with Hugging Face transformers on the committed tiny checkpoints of each family.
 //!
-//! `fixtures/expected/qwen2_5_vl-tiny.json` was produced by transformers (float32, eager attention) from the
-//! same folder by `scripts/fixtures/make_tiny_qwen2_5_vl.py`. For every case Glimpse must produce
+//! `fixtures/expected/<model>.json` was produced by transformers (float32, eager attention) from the same folder
+//! by `scripts/fixtures/make_tiny_<family>.py`. For every case Glimpse must produce
 //! - exactly the same expanded prompt token ids, and the same prompt token count from `count_tokens`;
 //! - first-position logits within `LOGIT_TOLERANCE`;
 //! - every greedy token of the reference, through mistralrs's cached decoding, with each step's
-//!   log-probability within `LOGPROB_TOLERANCE`. The fixture keeps every top-1/top-2 gap ≥ 0.28, so float
+//!   log-probability within `LOGPROB_TOLERANCE`. The fixtures keep every top-1/top-2 gap ≥ 0.22, so float
 //!   rounding cannot flip a token: a different token is a real defect.
 //!
-//! Tolerances: the logits have a standard deviation of ~16. mistralrs's vision merger uses the tanh
+//! Tolerances: the logits have a standard deviation of ~16. mistralrs's vision mergers use the tanh
 //! approximation of GELU where transformers uses the exact erf form; re-running the reference with the tanh
-//! form moved first-step logits by up to 0.006 (recorded per case under `robustness`). Summation-order
+//! form moved first-step logits by up to 0.006 (Qwen2.5-VL) and 0.0035 (Qwen3-VL), recorded per case under
+//! `robustness`. Summation-order
 //! differences in float32 add ~1e-5 relative. 0.02 absolute (≈1e-3 of a logit's spread) covers both with
 //! margin while still catching any real layout or rope error, which moves logits by whole units.
 //! The resized case (`resize_odd`) adds a resampling difference; see `RESIZED_LOGIT_TOLERANCE`.
@@ -25,9 +26,9 @@ use serde_json::Value;
 
 const LOGIT_TOLERANCE: f32 = 0.02;
 const LOGPROB_TOLERANCE: f32 = 0.01;
-/// For the one image that must be resized (150×100 → 140×112): Glimpse resamples with the `image` crate's
-/// CatmullRom, transformers with PIL's bicubic; the pixels differ by a few levels and the logits by 0.10
-/// (measured). 0.25 is 1.5% of the logit spread: a wrong grid or layout would move them by whole units.
+/// For the one image that must be resized (150×100 → 140×112 for Qwen2.5-VL, 160×96 for Qwen3-VL): Glimpse
+/// resamples with the `image` crate's CatmullRom, transformers with PIL's bicubic; the pixels differ by a few
+/// levels and the logits by 0.10 and 0.05 (measured). 0.25 is 1.5% of the logit spread: a wrong grid or layout would move them by whole units.
 const RESIZED_LOGIT_TOLERANCE: f32 = 0.25;
 /// The same resampling difference carried through 24 decode steps moved log-probabilities by 0.031 (measured).
 const RESIZED_LOGPROB_TOLERANCE: f32 = 0.06;
@@ -36,14 +37,14 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-fn expected() -> Value {
-    let text = std::fs::read_to_string(repo_root().join("fixtures/expected/qwen2_5_vl-tiny.json")).unwrap();
+fn expected(model: &str) -> Value {
+    let text = std::fs::read_to_string(repo_root().join(format!("fixtures/expected/{model}.json"))).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
-async fn engine() -> MistralRsEngine {
+async fn engine(model: &str) -> MistralRsEngine {
     let options = LoadOptions { force_cpu: true, ..Default::default() };
-    MistralRsEngine::load(&repo_root().join("fixtures/models/qwen2_5_vl-tiny"), options).await.unwrap()
+    MistralRsEngine::load(&repo_root().join("fixtures/models").join(model), options).await.unwrap()
 }
 
 /// transformers chat messages → a Glimpse prompt.
@@ -85,9 +86,18 @@ fn floats(v: &Value) -> Vec<f32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn greedy_decoding_matches_transformers() {
-    let expected = expected();
-    let engine = engine().await;
+async fn qwen2_5_vl_greedy_decoding_matches_transformers() {
+    greedy_decoding_matches_transformers("qwen2_5_vl-tiny").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen3_vl_greedy_decoding_matches_transformers() {
+    greedy_decoding_matches_transformers("qwen3_vl-tiny").await;
+}
+
+async fn greedy_decoding_matches_transformers(model: &str) {
+    let expected = expected(model);
+    let engine = engine(model).await;
     let mut report = Vec::new();
     for case in expected["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -129,7 +139,7 @@ async fn greedy_decoding_matches_transformers() {
              max |Δ step log-prob| {max_lp_diff:.2e}"
         ));
     }
-    eprintln!("parity report:\n{}", report.join("\n"));
+    eprintln!("{model} parity report:\n{}", report.join("\n"));
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
