@@ -87,16 +87,17 @@ def test_unknown_quantisation_is_refused_at_start(tmp_path):
     assert run.returncode != 0 and "--isq" in run.stderr, run.stderr[-500:]
 
 
-QWEN3_DIR = sdkutil.ROOT / "fixtures" / "models" / "qwen3_vl-tiny"
+FIXTURE_MODELS = sdkutil.ROOT / "fixtures" / "models"
 
 
 @pytest.fixture(scope="module")
-def two_families(tmp_path_factory):
+def three_families(tmp_path_factory):
     server = start_server(
         tmp_path_factory.mktemp("families"),
-        "two-families",
-        ["--model", f"qwen25={sdkutil.MODEL_DIR}", "--model", f"qwen3={QWEN3_DIR}",
-         "--alias", "gemini-2.0-flash=qwen25", "--alias", "gemini-3-flash-preview=qwen3"],
+        "three-families",
+        ["--model", f"qwen25={sdkutil.MODEL_DIR}", "--model", f"qwen3={FIXTURE_MODELS / 'qwen3_vl-tiny'}",
+         "--model", f"gemma={FIXTURE_MODELS / 'gemma3-tiny'}",
+         "--alias", "gemini-2.0-flash=qwen25", "--alias", "gemini-3-flash-preview=qwen3", "--alias", "gemini-2.5-flash=gemma"],
     )  # fmt: skip
     yield server
     stop_server(server)
@@ -105,13 +106,14 @@ def two_families(tmp_path_factory):
 @pytest.mark.parametrize("alias, name, reference", [
     ("gemini-2.0-flash", "qwen25", "qwen2_5_vl-tiny"),
     ("gemini-3-flash-preview", "qwen3", "qwen3_vl-tiny"),
+    ("gemini-2.5-flash", "gemma", "gemma3-tiny"),
 ])  # fmt: skip
-def test_two_families_count_and_answer_like_their_references(two_families, alias, name, reference):
-    """Each family's processor sizes images its own way (Qwen2.5-VL: 28-pixel cells, Qwen3-VL: 32): countTokens
-    must equal each reference processor's count for every case (five image sizes each), and the greedy answer
-    must be the reference's, whichever name or alias the request uses."""
+def test_families_count_and_answer_like_their_references(three_families, alias, name, reference):
+    """Each family's processor sizes images its own way (Qwen2.5-VL: 28-pixel cells, Qwen3-VL: 32, Gemma 3: one
+    fixed square): countTokens must equal each reference processor's count for every case (five image sizes
+    each), and the greedy answer must be the reference's, whichever name or alias the request uses."""
     cases = sdkutil.load_reference(reference)
-    client = sdkutil.make_client(two_families.url)
+    client = sdkutil.make_client(three_families.url)
     for case in cases.values():
         for model in (name, alias):
             if sdkutil.system_text(case) is None:

@@ -146,29 +146,43 @@ impl MistralRsEngine {
             .map_err(|e| GlimpseError::Engine(format!("prompt preparation failed: {e}")))?
     }
 
+    /// Counts the prompt as the engine will see it: the chat template applied, then each image placeholder
+    /// expanded the way the family's processor expands it, then tokenized again (which is what mistralrs's
+    /// input processors do).
     async fn count_prepared(&self, prepared: &PreparedPrompt) -> Result<PromptTokens, GlimpseError> {
         let model = self.inner.model();
-        let ids = model
-            .tokenize(Either::Left(prepared.text_messages()), None, false, true, None)
-            .await
-            .map_err(|e| self.inner.engine_failure(format!("tokenization failed: {e}")))?;
-        let pad_id = model
-            .tokenize(Either::Right(self.inner.folder.family.image_pad_token().to_string()), None, false, false, None)
-            .await
-            .map_err(|e| self.inner.engine_failure(format!("tokenization failed: {e}")))?;
-        let pads = match pad_id.as_slice() {
-            [id] => ids.iter().filter(|t| *t == id).count(),
-            _ => return Err(GlimpseError::Engine("the tokenizer has no single image pad token".into())),
-        };
-        if pads != prepared.plans.len() {
+        let failed = |e| self.inner.engine_failure(format!("tokenization failed: {e}"));
+        let family = &self.inner.folder.family;
+        let ids = model.tokenize(Either::Left(prepared.text_messages()), None, false, true, None).await.map_err(failed)?;
+        if prepared.plans.is_empty() {
+            return Ok(PromptTokens { text: ids.len() as u32, image: 0 });
+        }
+        let templated = model.detokenize(ids, false).await.map_err(failed)?;
+        let placeholder = family.image_placeholder();
+        let pieces: Vec<&str> = templated.split(placeholder).collect();
+        if pieces.len() != prepared.plans.len() + 1 {
             return Err(GlimpseError::Engine(format!(
-                "the chat template placed {pads} image placeholders for {} images",
+                "the chat template placed {} image placeholders for {} images",
+                pieces.len() - 1,
                 prepared.plans.len()
             )));
         }
-        let image = prepared.image_tokens();
-        let total = ids.len() as u32 - pads as u32 + image;
-        Ok(PromptTokens { text: total - image, image })
+        let mut expanded = String::with_capacity(templated.len());
+        for (piece, plan) in pieces.iter().zip(&prepared.plans) {
+            expanded.push_str(piece);
+            expanded.push_str(&family.expand_placeholder(plan));
+        }
+        expanded.push_str(pieces[pieces.len() - 1]);
+        let ids = model.tokenize(Either::Right(expanded), None, false, false, None).await.map_err(failed)?;
+        let image_id = model
+            .tokenize(Either::Right(family.image_token().to_string()), None, false, false, None)
+            .await
+            .map_err(failed)?;
+        let image = match image_id.as_slice() {
+            [id] => ids.iter().filter(|t| *t == id).count() as u32,
+            _ => return Err(GlimpseError::Engine("the tokenizer has no single image token".into())),
+        };
+        Ok(PromptTokens { text: ids.len() as u32 - image, image })
     }
 }
 

@@ -13,6 +13,9 @@ pub enum Family {
     /// Qwen2-VL, Qwen2.5-VL and Qwen3-VL: patches of `patch_size`, merged `merge_size`², sides multiples of
     /// `patch_size * merge_size`, total pixels within [min_pixels, max_pixels].
     QwenVl { name: &'static str, patch_size: u32, merge_size: u32, min_pixels: u64, max_pixels: u64 },
+    /// Gemma 3: every image becomes one `image_size`² square of `tokens_per_image` soft tokens (pan-and-scan,
+    /// off by default in the processor, is not used). The engine resizes, as transformers' processor does.
+    Gemma3 { image_size: u32, tokens_per_image: u32 },
 }
 
 /// How one image is fed to the model.
@@ -36,9 +39,19 @@ impl Family {
             "qwen2_5_vl" => ("qwen2_5_vl", 14),
             "qwen2_vl" => ("qwen2_vl", 14),
             "qwen3_vl" => ("qwen3_vl", 16),
+            "gemma3" => {
+                let image_size = preprocessor
+                    .pointer("/size/height")
+                    .and_then(Value::as_u64)
+                    .or_else(|| config.pointer("/vision_config/image_size").and_then(Value::as_u64))
+                    .unwrap_or(896) as u32;
+                let tokens_per_image = get_u64(config, "mm_tokens_per_image").unwrap_or(256) as u32;
+                return Ok(Family::Gemma3 { image_size, tokens_per_image });
+            }
             other => {
                 return Err(format!(
-                    "model_type \"{other}\" is not supported yet; this build serves Qwen3-VL, Qwen2.5-VL and Qwen2-VL folders"
+                    "model_type \"{other}\" is not supported yet; this build serves Qwen3-VL, Qwen2.5-VL, Qwen2-VL and \
+                     Gemma 3 folders"
                 ))
             }
         };
@@ -54,6 +67,7 @@ impl Family {
     pub fn name(&self) -> &'static str {
         match self {
             Family::QwenVl { name, .. } => name,
+            Family::Gemma3 { .. } => "gemma3",
         }
     }
 
@@ -61,13 +75,28 @@ impl Family {
     pub fn image_placeholder(&self) -> &'static str {
         match self {
             Family::QwenVl { .. } => "<|vision_start|><|image_pad|><|vision_end|>",
+            Family::Gemma3 { .. } => "<start_of_image>",
         }
     }
 
-    /// The pad token whose count in the tokenized prompt must equal the number of images.
-    pub fn image_pad_token(&self) -> &'static str {
+    /// The token each unit of image input becomes in the expanded prompt (what usage counts as IMAGE).
+    pub fn image_token(&self) -> &'static str {
         match self {
             Family::QwenVl { .. } => "<|image_pad|>",
+            Family::Gemma3 { .. } => "<image_soft_token>",
+        }
+    }
+
+    /// The prompt text one image's placeholder becomes inside the engine, as the family's processor expands it:
+    /// counting the tokens of the expanded text gives exactly what the model consumes.
+    pub fn expand_placeholder(&self, plan: &ImagePlan) -> String {
+        match self {
+            Family::QwenVl { .. } => {
+                format!("<|vision_start|>{}<|vision_end|>", "<|image_pad|>".repeat(plan.tokens as usize))
+            }
+            Family::Gemma3 { .. } => {
+                format!("\n\n<start_of_image>{}<end_of_image>\n\n", "<image_soft_token>".repeat(plan.tokens as usize))
+            }
         }
     }
 
@@ -77,15 +106,18 @@ impl Family {
             Family::QwenVl { .. } => {
                 &["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>", "<|placeholder|>"]
             }
+            Family::Gemma3 { .. } => &["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
         }
     }
 
     /// How the family writes boxes when asked for JSON detections: Qwen2.5-VL was trained on `bbox_2d` in pixels
-    /// of its resized input; Qwen2-VL and Qwen3-VL on a 0–1000 grid, x before y.
+    /// of its resized input; Qwen2-VL and Qwen3-VL on a 0–1000 grid, x before y. Families without a grounding
+    /// format of their own are asked for Gemini's.
     pub fn box_convention(&self) -> BoxConvention {
         match self {
             Family::QwenVl { name: "qwen2_vl" | "qwen3_vl", .. } => BoxConvention::QwenThousandths,
             Family::QwenVl { .. } => BoxConvention::QwenInputPixels,
+            Family::Gemma3 { .. } => BoxConvention::Gemini,
         }
     }
 
@@ -97,6 +129,7 @@ impl Family {
                 let cell = (patch_size * merge_size) as u64;
                 ((max_pixels / (cell * cell)) as u32).max(1024)
             }
+            Family::Gemma3 { tokens_per_image, .. } => tokens_per_image,
         }
     }
 
@@ -114,6 +147,8 @@ impl Family {
                 let tokens = (h / factor) * (w / factor);
                 Ok(ImagePlan { width: w as u32, height: h as u32, tokens: tokens as u32 })
             }
+            // A fixed square whatever the budget; the engine's processor resizes (Glimpse passes the image as is).
+            Family::Gemma3 { tokens_per_image, .. } => Ok(ImagePlan { width, height, tokens: tokens_per_image }),
         }
     }
 
@@ -134,6 +169,7 @@ impl Family {
                 }
                 config
             }
+            Family::Gemma3 { .. } => config,
         }
     }
 }
@@ -199,6 +235,19 @@ mod tests {
         // transformers' Qwen3-VL processor: 1920x1080 → 1920x1088, 60x34 merged tokens.
         let plan = family.plan_image(1920, 1080, None).unwrap();
         assert_eq!((plan.width, plan.height, plan.tokens), (1920, 1088, 60 * 34));
+    }
+
+    #[test]
+    fn gemma3_is_one_fixed_square_whatever_the_budget() {
+        let config = json!({"model_type": "gemma3", "mm_tokens_per_image": 256});
+        let preprocessor = json!({"size": {"height": 896, "width": 896}});
+        let family = Family::detect(&config, &preprocessor).unwrap();
+        assert_eq!(family, Family::Gemma3 { image_size: 896, tokens_per_image: 256 });
+        // The engine resizes; Glimpse passes the image through and counts 256 soft tokens.
+        assert_eq!(family.plan_image(1920, 1080, Some(64)).unwrap(), ImagePlan { width: 1920, height: 1080, tokens: 256 });
+        let plan = ImagePlan { width: 10, height: 10, tokens: 2 };
+        assert_eq!(family.expand_placeholder(&plan), "\n\n<start_of_image><image_soft_token><image_soft_token><end_of_image>\n\n");
+        assert_eq!(family.box_convention(), BoxConvention::Gemini);
     }
 
     #[test]

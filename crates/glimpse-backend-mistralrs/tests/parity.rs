@@ -95,6 +95,11 @@ async fn qwen3_vl_greedy_decoding_matches_transformers() {
     greedy_decoding_matches_transformers("qwen3_vl-tiny").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemma3_greedy_decoding_matches_transformers() {
+    greedy_decoding_matches_transformers("gemma3-tiny").await;
+}
+
 async fn greedy_decoding_matches_transformers(model: &str) {
     let expected = expected(model);
     let engine = engine(model).await;

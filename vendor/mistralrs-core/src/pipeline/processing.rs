@@ -38,7 +38,7 @@ pub trait Processor {
         pipeline: &dyn Pipeline,
         messages: Vec<IndexMap<String, MessageContent>>,
         add_generation_prompt: bool,
-        add_special_tokens: bool,
+        _add_special_tokens: bool,
         enable_thinking: Option<bool>,
         reasoning_effort: Option<ReasoningEffort>,
         tools: Vec<Tool>,
@@ -62,12 +62,15 @@ pub trait Processor {
             self.template_action(),
             tools,
         )?;
+        // Glimpse patch: a chat template writes the special tokens it wants (Gemma's `<bos>`); encoding the
+        // rendered prompt with the tokenizer's own special tokens as well gave Gemma 3 two BOS tokens.
+        // transformers' apply_chat_template encodes with add_special_tokens=False for the same reason.
         let encoding = pipeline
             .tokenizer()
             .with_context(|| {
                 "Default `Processor::process` requires the model to have a tokenizer."
             })?
-            .encode_fast(prompt.clone(), add_special_tokens)
+            .encode_fast(prompt.clone(), false)
             .map_err(anyhow::Error::msg)?;
         Ok((encoding.get_ids().to_vec(), prompt))
     }
