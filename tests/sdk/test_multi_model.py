@@ -91,13 +91,14 @@ FIXTURE_MODELS = sdkutil.ROOT / "fixtures" / "models"
 
 
 @pytest.fixture(scope="module")
-def three_families(tmp_path_factory):
+def four_families(tmp_path_factory):
     server = start_server(
         tmp_path_factory.mktemp("families"),
-        "three-families",
+        "four-families",
         ["--model", f"qwen25={sdkutil.MODEL_DIR}", "--model", f"qwen3={FIXTURE_MODELS / 'qwen3_vl-tiny'}",
-         "--model", f"gemma={FIXTURE_MODELS / 'gemma3-tiny'}",
-         "--alias", "gemini-2.0-flash=qwen25", "--alias", "gemini-3-flash-preview=qwen3", "--alias", "gemini-2.5-flash=gemma"],
+         "--model", f"gemma={FIXTURE_MODELS / 'gemma3-tiny'}", "--model", f"smol={FIXTURE_MODELS / 'idefics3-tiny'}",
+         "--alias", "gemini-2.0-flash=qwen25", "--alias", "gemini-3-flash-preview=qwen3", "--alias", "gemini-2.5-flash=gemma",
+         "--alias", "gemini-2.5-flash-lite=smol"],
     )  # fmt: skip
     yield server
     stop_server(server)
@@ -107,13 +108,14 @@ def three_families(tmp_path_factory):
     ("gemini-2.0-flash", "qwen25", "qwen2_5_vl-tiny"),
     ("gemini-3-flash-preview", "qwen3", "qwen3_vl-tiny"),
     ("gemini-2.5-flash", "gemma", "gemma3-tiny"),
+    ("gemini-2.5-flash-lite", "smol", "idefics3-tiny"),
 ])  # fmt: skip
-def test_families_count_and_answer_like_their_references(three_families, alias, name, reference):
+def test_families_count_and_answer_like_their_references(four_families, alias, name, reference):
     """Each family's processor sizes images its own way (Qwen2.5-VL: 28-pixel cells, Qwen3-VL: 32, Gemma 3: one
-    fixed square): countTokens must equal each reference processor's count for every case (five image sizes
+    fixed square, Idefics3: tiles plus a global tile): countTokens must equal each reference processor's count for every case (five image sizes
     each), and the greedy answer must be the reference's, whichever name or alias the request uses."""
     cases = sdkutil.load_reference(reference)
-    client = sdkutil.make_client(three_families.url)
+    client = sdkutil.make_client(four_families.url)
     for case in cases.values():
         for model in (name, alias):
             if sdkutil.system_text(case) is None:

@@ -12,9 +12,12 @@ use glimpse_core::{
     Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, GlimpseError, ModelInfo, OutputConstraint,
     Prompt, PromptTokens, Usage,
 };
+use indexmap::IndexMap;
 use mistralrs::{
-    Constraint, IsqType, Model, ModelDType, MultimodalModelBuilder, NormalRequest, Request, RequestMessage, Response,
+    Constraint, IsqType, MessageContent, Model, ModelDType, MultimodalModelBuilder, NormalRequest, Request, RequestMessage,
+    Response,
 };
+use mistralrs_core::TokenizationRequest;
 use tokio::sync::mpsc;
 
 use crate::model_folder::ModelFolder;
@@ -153,7 +156,7 @@ impl MistralRsEngine {
         let model = self.inner.model();
         let failed = |e| self.inner.engine_failure(format!("tokenization failed: {e}"));
         let family = &self.inner.folder.family;
-        let ids = model.tokenize(Either::Left(prepared.text_messages()), None, false, true, None).await.map_err(failed)?;
+        let ids = self.inner.tokenize_messages(prepared.engine_messages()).await?;
         if prepared.plans.is_empty() {
             return Ok(PromptTokens { text: ids.len() as u32, image: 0 });
         }
@@ -191,6 +194,27 @@ impl Inner {
         let model = self.model();
         let sender = model.inner().get_sender(None).map_err(|e| self.engine_failure(e.to_string()))?;
         sender.send(request).await.map_err(|_| self.engine_failure("the engine thread is gone".into()))
+    }
+
+    /// The chat template applied to `messages` and tokenized by the engine's own processor: the same path a
+    /// generation request takes (mistralrs's `Model::tokenize` accepts only plain-string messages).
+    async fn tokenize_messages(self: &Arc<Self>, messages: Vec<IndexMap<String, MessageContent>>) -> Result<Vec<u32>, GlimpseError> {
+        let (response, mut answer) = tokio::sync::mpsc::channel(1);
+        let request = Request::Tokenize(TokenizationRequest {
+            text: Either::Left(messages),
+            tools: None,
+            add_generation_prompt: true,
+            add_special_tokens: false,
+            enable_thinking: None,
+            reasoning_effort: None,
+            response,
+        });
+        self.submit(request).await?;
+        match answer.recv().await {
+            Some(Ok(ids)) => Ok(ids),
+            Some(Err(e)) => Err(GlimpseError::Engine(format!("tokenization failed: {e}"))),
+            None => Err(self.engine_failure("the engine dropped a tokenization request".into())),
+        }
     }
 
     fn model(&self) -> Arc<Model> {

@@ -16,6 +16,9 @@ pub enum Family {
     /// Gemma 3: every image becomes one `image_size`² square of `tokens_per_image` soft tokens (pan-and-scan,
     /// off by default in the processor, is not used). The engine resizes, as transformers' processor does.
     Gemma3 { image_size: u32, tokens_per_image: u32 },
+    /// Idefics3 / SmolVLM: the image is scaled to `longest_edge`, cut into `tile`-pixel tiles plus one global
+    /// tile, each `seq_len` tokens. The engine resizes and cuts; Glimpse mirrors its arithmetic to count.
+    Idefics3 { longest_edge: Option<u32>, tile: u32, seq_len: u32, splitting: bool },
 }
 
 /// How one image is fed to the model.
@@ -25,6 +28,14 @@ pub struct ImagePlan {
     pub height: u32,
     /// Placeholder tokens the image expands to in the prompt.
     pub tokens: u32,
+    /// Rows and columns of tiles the engine cuts the image into ((0, 0): not cut).
+    pub tiles: (u32, u32),
+}
+
+impl ImagePlan {
+    fn whole(width: u32, height: u32, tokens: u32) -> ImagePlan {
+        ImagePlan { width, height, tokens, tiles: (0, 0) }
+    }
 }
 
 fn get_u64(v: &Value, key: &str) -> Option<u64> {
@@ -32,7 +43,8 @@ fn get_u64(v: &Value, key: &str) -> Option<u64> {
 }
 
 impl Family {
-    pub fn detect(config: &Value, preprocessor: &Value) -> Result<Family, String> {
+    /// `processor` is processor_config.json (Null when the folder has none).
+    pub fn detect(config: &Value, preprocessor: &Value, processor: &Value) -> Result<Family, String> {
         let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
         // (name, the processor's patch size when its config leaves it out)
         let (name, default_patch) = match model_type {
@@ -48,10 +60,22 @@ impl Family {
                 let tokens_per_image = get_u64(config, "mm_tokens_per_image").unwrap_or(256) as u32;
                 return Ok(Family::Gemma3 { image_size, tokens_per_image });
             }
+            "idefics3" => {
+                // mistralrs's defaults where the files are silent (its Idefics3 processor: 364-px tiles, 169
+                // tokens, splitting on, resizing only when asked).
+                let resize = preprocessor.get("do_resize").and_then(Value::as_bool) == Some(true);
+                let longest_edge = resize.then(|| preprocessor.pointer("/size/longest_edge").and_then(Value::as_u64)).flatten();
+                return Ok(Family::Idefics3 {
+                    longest_edge: longest_edge.map(|e| e as u32),
+                    tile: preprocessor.pointer("/max_image_size/longest_edge").and_then(Value::as_u64).unwrap_or(364) as u32,
+                    seq_len: get_u64(processor, "image_seq_len").unwrap_or(169) as u32,
+                    splitting: preprocessor.get("do_image_splitting").and_then(Value::as_bool).unwrap_or(true),
+                });
+            }
             other => {
                 return Err(format!(
-                    "model_type \"{other}\" is not supported yet; this build serves Qwen3-VL, Qwen2.5-VL, Qwen2-VL and \
-                     Gemma 3 folders"
+                    "model_type \"{other}\" is not supported yet; this build serves Qwen3-VL, Qwen2.5-VL, Qwen2-VL, \
+                     Gemma 3 and Idefics3 (SmolVLM) folders"
                 ))
             }
         };
@@ -68,6 +92,7 @@ impl Family {
         match self {
             Family::QwenVl { name, .. } => name,
             Family::Gemma3 { .. } => "gemma3",
+            Family::Idefics3 { .. } => "idefics3",
         }
     }
 
@@ -76,6 +101,7 @@ impl Family {
         match self {
             Family::QwenVl { .. } => "<|vision_start|><|image_pad|><|vision_end|>",
             Family::Gemma3 { .. } => "<start_of_image>",
+            Family::Idefics3 { .. } => "<image>",
         }
     }
 
@@ -84,6 +110,7 @@ impl Family {
         match self {
             Family::QwenVl { .. } => "<|image_pad|>",
             Family::Gemma3 { .. } => "<image_soft_token>",
+            Family::Idefics3 { .. } => "<image>",
         }
     }
 
@@ -97,7 +124,30 @@ impl Family {
             Family::Gemma3 { .. } => {
                 format!("\n\n<start_of_image>{}<end_of_image>\n\n", "<image_soft_token>".repeat(plan.tokens as usize))
             }
+            // As mistralrs's (and transformers') Idefics3 processor writes it.
+            Family::Idefics3 { seq_len, .. } => {
+                let tile = "<image>".repeat(*seq_len as usize);
+                let global = format!("<fake_token_around_image><global-img>{tile}<fake_token_around_image>");
+                let (rows, cols) = plan.tiles;
+                let mut text = String::new();
+                for row in 1..=rows {
+                    for col in 1..=cols {
+                        text.push_str(&format!("<fake_token_around_image><row_{row}_col_{col}>{tile}"));
+                    }
+                    text.push('\n');
+                }
+                if rows > 0 {
+                    text.push('\n');
+                }
+                text + &global
+            }
         }
+    }
+
+    /// Whether messages go to the engine as typed parts (`{"type": "text"}` / `{"type": "image"}`) rather than one
+    /// string: SmolVLM's chat template renders only typed content (a string's text would be dropped).
+    pub fn typed_content(&self) -> bool {
+        matches!(self, Family::Idefics3 { .. })
     }
 
     /// Control tokens that must not appear in client text: they would desynchronise images and placeholders.
@@ -107,6 +157,7 @@ impl Family {
                 &["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>", "<|placeholder|>"]
             }
             Family::Gemma3 { .. } => &["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
+            Family::Idefics3 { .. } => &["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"],
         }
     }
 
@@ -117,7 +168,7 @@ impl Family {
         match self {
             Family::QwenVl { name: "qwen2_vl" | "qwen3_vl", .. } => BoxConvention::QwenThousandths,
             Family::QwenVl { .. } => BoxConvention::QwenInputPixels,
-            Family::Gemma3 { .. } => BoxConvention::Gemini,
+            Family::Gemma3 { .. } | Family::Idefics3 { .. } => BoxConvention::Gemini,
         }
     }
 
@@ -130,6 +181,7 @@ impl Family {
                 ((max_pixels / (cell * cell)) as u32).max(1024)
             }
             Family::Gemma3 { tokens_per_image, .. } => tokens_per_image,
+            Family::Idefics3 { seq_len, .. } => seq_len,
         }
     }
 
@@ -145,10 +197,15 @@ impl Family {
                 };
                 let (h, w) = smart_resize(height as u64, width as u64, factor, min_pixels, max_pixels)?;
                 let tokens = (h / factor) * (w / factor);
-                Ok(ImagePlan { width: w as u32, height: h as u32, tokens: tokens as u32 })
+                Ok(ImagePlan::whole(w as u32, h as u32, tokens as u32))
             }
             // A fixed square whatever the budget; the engine's processor resizes (Glimpse passes the image as is).
-            Family::Gemma3 { tokens_per_image, .. } => Ok(ImagePlan { width, height, tokens: tokens_per_image }),
+            Family::Gemma3 { tokens_per_image, .. } => Ok(ImagePlan::whole(width, height, tokens_per_image)),
+            // The engine resizes and cuts; the budget does not change its rules.
+            Family::Idefics3 { longest_edge, tile, seq_len, splitting } => {
+                let (rows, cols) = idefics3_tiles(width, height, longest_edge, tile, splitting);
+                Ok(ImagePlan { width, height, tokens: seq_len * (rows * cols + 1), tiles: (rows, cols) })
+            }
         }
     }
 
@@ -169,8 +226,61 @@ impl Family {
                 }
                 config
             }
-            Family::Gemma3 { .. } => config,
+            Family::Gemma3 { .. } | Family::Idefics3 { .. } => config,
         }
+    }
+}
+
+/// Tile rows and columns of an image as mistralrs 0.8.1's Idefics3 processor computes them (its rounding, in
+/// f32, which differs from transformers' for a few sizes; the engine's count is what the model consumes).
+fn idefics3_tiles(width: u32, height: u32, longest_edge: Option<u32>, tile: u32, splitting: bool) -> (u32, u32) {
+    const MAX_IMAGE_SIZE: f32 = 4096.0;
+    let (mut h, mut w) = (height as f32, width as f32);
+    if let Some(max_len) = longest_edge.map(|e| e as f32) {
+        let aspect = w / h;
+        if w >= h {
+            w = max_len;
+            h = (w / aspect).round();
+            if h as u32 % 2 != 0 {
+                h += 1.0;
+            }
+        } else {
+            h = max_len;
+            w = (h * aspect).round();
+            if w as u32 % 2 != 0 {
+                w += 1.0;
+            }
+        }
+        let (h1, w1) = (h.max(1.0), w.max(1.0));
+        let aspect = w1 / h1;
+        (h, w) = (h1, w1);
+        if w >= h && w > MAX_IMAGE_SIZE {
+            w = MAX_IMAGE_SIZE;
+            h = (w / aspect).round();
+        } else if h > w && h > MAX_IMAGE_SIZE {
+            h = MAX_IMAGE_SIZE;
+            w = (h * aspect).round();
+        }
+        (h, w) = (h.max(1.0), w.max(1.0));
+    }
+    if !splitting {
+        return (0, 0);
+    }
+    let t = tile as f32;
+    let aspect = w / h;
+    let (h, w) = if w >= h {
+        let new_w = (w / t).ceil() * t;
+        let new_h = ((new_w / aspect) as u32) as f32;
+        ((new_h / t).ceil() * t, new_w)
+    } else {
+        let new_h = (h / t).ceil() * t;
+        let new_w = ((new_h * aspect) as u32) as f32;
+        (new_h, (new_w / t).ceil() * t)
+    };
+    if w > t || h > t {
+        ((h / t).ceil() as u32, (w / t).ceil() as u32)
+    } else {
+        (0, 0)
     }
 }
 
@@ -213,7 +323,7 @@ mod tests {
     #[test]
     fn aligned_images_within_limits_are_unchanged() {
         let plan = qwen(3136, 50176).plan_image(112, 56, None).unwrap();
-        assert_eq!(plan, ImagePlan { width: 112, height: 56, tokens: 8 });
+        assert_eq!(plan, ImagePlan::whole(112, 56, 8));
     }
 
     #[test]
@@ -230,7 +340,7 @@ mod tests {
     fn qwen3_vl_sizes_by_32_pixel_cells() {
         let config = json!({"model_type": "qwen3_vl"});
         let preprocessor = json!({"size": {"shortest_edge": 65536, "longest_edge": 16777216}});
-        let family = Family::detect(&config, &preprocessor).unwrap();
+        let family = Family::detect(&config, &preprocessor, &Value::Null).unwrap();
         assert_eq!(family.box_convention(), BoxConvention::QwenThousandths);
         // transformers' Qwen3-VL processor: 1920x1080 → 1920x1088, 60x34 merged tokens.
         let plan = family.plan_image(1920, 1080, None).unwrap();
@@ -241,13 +351,29 @@ mod tests {
     fn gemma3_is_one_fixed_square_whatever_the_budget() {
         let config = json!({"model_type": "gemma3", "mm_tokens_per_image": 256});
         let preprocessor = json!({"size": {"height": 896, "width": 896}});
-        let family = Family::detect(&config, &preprocessor).unwrap();
+        let family = Family::detect(&config, &preprocessor, &Value::Null).unwrap();
         assert_eq!(family, Family::Gemma3 { image_size: 896, tokens_per_image: 256 });
         // The engine resizes; Glimpse passes the image through and counts 256 soft tokens.
-        assert_eq!(family.plan_image(1920, 1080, Some(64)).unwrap(), ImagePlan { width: 1920, height: 1080, tokens: 256 });
-        let plan = ImagePlan { width: 10, height: 10, tokens: 2 };
+        assert_eq!(family.plan_image(1920, 1080, Some(64)).unwrap(), ImagePlan::whole(1920, 1080, 256));
+        let plan = ImagePlan::whole(10, 10, 2);
         assert_eq!(family.expand_placeholder(&plan), "\n\n<start_of_image><image_soft_token><image_soft_token><end_of_image>\n\n");
         assert_eq!(family.box_convention(), BoxConvention::Gemini);
+    }
+
+    #[test]
+    fn idefics3_tiles_like_the_engine() {
+        // SmolVLM-256M: images scaled to 2048 on the long side, 512-px tiles of 64 tokens, plus the global tile.
+        let config = json!({"model_type": "idefics3"});
+        let preprocessor = json!({"do_resize": true, "size": {"longest_edge": 2048}, "max_image_size": {"longest_edge": 512}});
+        let family = Family::detect(&config, &preprocessor, &json!({"image_seq_len": 64})).unwrap();
+        let plan = family.plan_image(1920, 1080, None).unwrap();
+        // 1920x1080 → 2048x1152 → 2048x1536: 3 rows x 4 columns + global = 13 tiles.
+        assert_eq!((plan.tiles, plan.tokens), ((3, 4), 13 * 64));
+        let expansion = family.expand_placeholder(&ImagePlan { width: 1, height: 1, tokens: 64 * 3, tiles: (1, 2) });
+        assert!(expansion.starts_with("<fake_token_around_image><row_1_col_1><image>"));
+        assert!(expansion.contains("<row_1_col_2>") && expansion.ends_with("<fake_token_around_image>"));
+        assert_eq!(expansion.matches("<image>").count(), 64 * 3);
+        assert!(family.typed_content());
     }
 
     #[test]

@@ -69,7 +69,11 @@ impl ModelFolder {
             p if p.is_file() => read_json(&p)?,
             _ => Value::Null,
         };
-        let family = Family::detect(&config, &preprocessor_config).map_err(FolderError::Unsupported)?;
+        let processor_config = match dir.join("processor_config.json") {
+            p if p.is_file() => read_json(&p)?,
+            _ => Value::Null,
+        };
+        let family = Family::detect(&config, &preprocessor_config, &processor_config).map_err(FolderError::Unsupported)?;
         let max_position_embeddings = config
             .get("max_position_embeddings")
             .or_else(|| config.pointer("/text_config/max_position_embeddings"))

@@ -9,7 +9,8 @@ use glimpse_core::grounding::ImageGeometry;
 use glimpse_core::{GlimpseError, Part, Prompt, Role};
 use image::DynamicImage;
 use indexmap::IndexMap;
-use mistralrs::{MessageContent, TextMessageRole, TextMessages};
+use mistralrs::{MessageContent, TextMessageRole};
+use serde_json::Value;
 
 use crate::family::{Family, ImagePlan};
 
@@ -21,6 +22,8 @@ pub struct PreparedPrompt {
     /// Images in prompt order, already at their planned size.
     pub images: Vec<DynamicImage>,
     pub plans: Vec<ImagePlan>,
+    /// The image placeholder to split messages on, for families that take typed content.
+    typed_content: Option<&'static str>,
 }
 
 impl PreparedPrompt {
@@ -34,23 +37,34 @@ impl PreparedPrompt {
         self.plans.iter().map(|p| p.tokens).sum()
     }
 
-    /// For the engine's tokenizer (token counting).
-    pub fn text_messages(&self) -> TextMessages {
-        self.messages.iter().fold(TextMessages::new(), |acc, (role, text)| acc.add_message(role.clone(), text))
-    }
-
-    /// For the engine's chat request.
+    /// The messages as the engine gets them, for generation and for counting alike: one string each, or, for
+    /// families whose chat template wants typed content, text and image parts in the client's order.
     pub fn engine_messages(&self) -> Vec<IndexMap<String, MessageContent>> {
         self.messages
             .iter()
             .map(|(role, text)| {
-                IndexMap::from([
-                    ("role".to_string(), Either::Left(role.to_string())),
-                    ("content".to_string(), Either::Left(text.clone())),
-                ])
+                let content = match self.typed_content {
+                    Some(placeholder) => Either::Right(typed_parts(text, placeholder)),
+                    None => Either::Left(text.clone()),
+                };
+                IndexMap::from([("role".to_string(), Either::Left(role.to_string())), ("content".to_string(), content)])
             })
             .collect()
     }
+}
+
+/// `text<placeholder>text` → `[{"type":"text",…}, {"type":"image"}, {"type":"text",…}]`, empty texts left out.
+fn typed_parts(text: &str, placeholder: &str) -> Vec<IndexMap<String, Value>> {
+    let mut parts = Vec::new();
+    for (n, piece) in text.split(placeholder).enumerate() {
+        if n > 0 {
+            parts.push(IndexMap::from([("type".to_string(), Value::from("image"))]));
+        }
+        if !piece.is_empty() {
+            parts.push(IndexMap::from([("type".to_string(), Value::from("text")), ("text".to_string(), Value::from(piece))]));
+        }
+    }
+    parts
 }
 
 /// Builds the messages and resizes every image (CPU work: call from a blocking thread). `floor_tokens` is the
@@ -96,5 +110,6 @@ pub fn prepare(prompt: &Prompt, family: &Family, floor_tokens: Option<u32>) -> R
         };
         messages.push((role, text));
     }
-    Ok(PreparedPrompt { messages, images, plans, original_sizes })
+    let typed_content = family.typed_content().then(|| family.image_placeholder());
+    Ok(PreparedPrompt { messages, images, plans, original_sizes, typed_content })
 }

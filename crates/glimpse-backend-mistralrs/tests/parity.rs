@@ -26,9 +26,10 @@ use serde_json::Value;
 
 const LOGIT_TOLERANCE: f32 = 0.02;
 const LOGPROB_TOLERANCE: f32 = 0.01;
-/// For the one image that must be resized (150×100 → 140×112 for Qwen2.5-VL, 160×96 for Qwen3-VL): Glimpse
-/// resamples with the `image` crate's CatmullRom, transformers with PIL's bicubic; the pixels differ by a few
-/// levels and the logits by 0.10 and 0.05 (measured). 0.25 is 1.5% of the logit spread: a wrong grid or layout would move them by whole units.
+/// For an image that must be resized (150×100 → 140×112 for Qwen2.5-VL, 160×96 for Qwen3-VL; every image for
+/// Idefics3): Glimpse or the engine resamples with the `image` crate's CatmullRom / Triangle / Lanczos3,
+/// transformers with PIL's bicubic / bilinear / Lanczos; the pixels differ by a few levels and the logits by up
+/// to 0.10 (measured). 0.25 is 1.5% of the logit spread: a wrong grid or layout would move them by whole units.
 const RESIZED_LOGIT_TOLERANCE: f32 = 0.25;
 /// The same resampling difference carried through 24 decode steps moved log-probabilities by 0.031 (measured).
 const RESIZED_LOGPROB_TOLERANCE: f32 = 0.06;
@@ -87,27 +88,36 @@ fn floats(v: &Value) -> Vec<f32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qwen2_5_vl_greedy_decoding_matches_transformers() {
-    greedy_decoding_matches_transformers("qwen2_5_vl-tiny").await;
+    greedy_decoding_matches_transformers("qwen2_5_vl-tiny", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qwen3_vl_greedy_decoding_matches_transformers() {
-    greedy_decoding_matches_transformers("qwen3_vl-tiny").await;
+    greedy_decoding_matches_transformers("qwen3_vl-tiny", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemma3_greedy_decoding_matches_transformers() {
-    greedy_decoding_matches_transformers("gemma3-tiny").await;
+    greedy_decoding_matches_transformers("gemma3-tiny", false).await;
 }
 
-async fn greedy_decoding_matches_transformers(model: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idefics3_greedy_decoding_matches_transformers() {
+    // Every fixture image is rescaled to the 128-px long side before tiling: resampled by both sides.
+    greedy_decoding_matches_transformers("idefics3-tiny", true).await;
+}
+
+/// `every_image_resampled`: the family's processor rescales every image (not only the odd-sized one), so every
+/// image case carries the resampling difference and gets the resized tolerances.
+async fn greedy_decoding_matches_transformers(model: &str, every_image_resampled: bool) {
     let expected = expected(model);
     let engine = engine(model).await;
     let mut report = Vec::new();
     for case in expected["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let prompt = prompt_from_messages(&case["messages"]);
-        let resized = name == "resize_odd";
+        let has_images = !case["image_sizes_wh"].as_array().unwrap().is_empty();
+        let resized = name == "resize_odd" || (every_image_resampled && has_images);
 
         let counted = engine.count_tokens(&prompt).await.unwrap();
         assert_eq!(counted.total() as u64, case["prompt_token_count"].as_u64().unwrap(), "{name}: prompt tokens");

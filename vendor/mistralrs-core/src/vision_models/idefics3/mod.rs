@@ -193,7 +193,10 @@ impl Idefics3Model {
             let pixel_values = pixel_values.to_dtype(self.dtype)?;
 
             // Get seq from vision encoder + connector, with per-image caching
-            let image_hidden_states = if !image_hashes.is_empty() {
+            // Glimpse patch: the cache is keyed per image but `pixel_values` holds one row per tile (an image cut
+            // into tiles has several); with more rows than hashes the unfilled slots panicked. Use it only when
+            // every row is a whole image.
+            let image_hidden_states = if !image_hashes.is_empty() && image_hashes.len() == pixel_values.dim(0)? {
                 let n = pixel_values.dim(0)?;
                 let mut per_image: Vec<Option<Tensor>> = vec![None; n];
                 let mut miss_indices: Vec<usize> = Vec::new();
