@@ -1,7 +1,8 @@
 //! Prompt → chat messages for the engine, with each image's placeholder where the client put the image.
 //!
 //! The engine's chat handling for Qwen-VL flattens message content to text, so placeholders are written into
-//! the text here (mistralrs's prefixer would move every image to the front of its message).
+//! the text here (mistralrs's prefixer would move every image to the front of its message). Families whose chat
+//! template renders only typed content (SmolVLM) get the same text cut into text and image parts.
 
 use either::Either;
 use glimpse_core::media::resize_exact;
