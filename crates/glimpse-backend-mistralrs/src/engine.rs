@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     defaults: GenerationDefaults,
     model: RwLock<Arc<Model>>,
     reloading: AtomicBool,
+    /// The id of the family's image token (what usage counts as IMAGE), looked up once at load.
+    image_token_id: u32,
 }
 
 async fn build_model(staged: &Path, options: &LoadOptions) -> anyhow::Result<Model> {
@@ -105,6 +107,11 @@ impl MistralRsEngine {
         let folder = ModelFolder::open(dir)?;
         let staged = folder.stage(&options.staging_root)?;
         let model = build_model(&staged, &options).await?;
+        let image_token = folder.family.image_token();
+        let image_token_id = match model.tokenize(Either::Right(image_token.to_string()), None, false, false, None).await?[..] {
+            [id] => id,
+            _ => anyhow::bail!("the tokenizer has no single token for the image token {image_token}"),
+        };
         let defaults = GenerationDefaults::from_generation_config(&folder.generation_config);
         let context = folder.max_position_embeddings;
         let info = ModelInfo {
@@ -127,6 +134,7 @@ impl MistralRsEngine {
             defaults,
             model: RwLock::new(Arc::new(model)),
             reloading: AtomicBool::new(false),
+            image_token_id,
         };
         Ok(MistralRsEngine { inner: Arc::new(inner), info })
     }
@@ -177,14 +185,7 @@ impl MistralRsEngine {
         }
         expanded.push_str(pieces[pieces.len() - 1]);
         let ids = model.tokenize(Either::Right(expanded), None, false, false, None).await.map_err(failed)?;
-        let image_id = model
-            .tokenize(Either::Right(family.image_token().to_string()), None, false, false, None)
-            .await
-            .map_err(failed)?;
-        let image = match image_id.as_slice() {
-            [id] => ids.iter().filter(|t| *t == id).count() as u32,
-            _ => return Err(GlimpseError::Engine("the tokenizer has no single image token".into())),
-        };
+        let image = ids.iter().filter(|t| **t == self.inner.image_token_id).count() as u32;
         Ok(PromptTokens { text: ids.len() as u32 - image, image })
     }
 }

@@ -42,6 +42,15 @@ fn read_json(path: &Path) -> Result<Value, FolderError> {
     serde_json::from_str(&text).map_err(|source| FolderError::Json { path: path.to_path_buf(), source })
 }
 
+/// A file the folder may leave out: Null when absent.
+fn read_optional_json(path: &Path) -> Result<Value, FolderError> {
+    if path.is_file() {
+        read_json(path)
+    } else {
+        Ok(Value::Null)
+    }
+}
+
 impl ModelFolder {
     pub fn open(dir: &Path) -> Result<Self, FolderError> {
         if !dir.is_dir() {
@@ -65,14 +74,8 @@ impl ModelFolder {
         }
         let config = read_json(&dir.join("config.json"))?;
         let preprocessor_config = read_json(&dir.join("preprocessor_config.json"))?;
-        let generation_config = match dir.join("generation_config.json") {
-            p if p.is_file() => read_json(&p)?,
-            _ => Value::Null,
-        };
-        let processor_config = match dir.join("processor_config.json") {
-            p if p.is_file() => read_json(&p)?,
-            _ => Value::Null,
-        };
+        let generation_config = read_optional_json(&dir.join("generation_config.json"))?;
+        let processor_config = read_optional_json(&dir.join("processor_config.json"))?;
         let family = Family::detect(&config, &preprocessor_config, &processor_config).map_err(FolderError::Unsupported)?;
         let max_position_embeddings = config
             .get("max_position_embeddings")
