@@ -74,17 +74,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None) -> GlimpseServer:
+def start_server(
+    tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None, *, fixture_model: bool = True
+) -> GlimpseServer:
     """Starts `glimpse serve` on the fixture model with `extra_args` (and `env` instead of this process's
-    environment); stop it with `stop_server`."""
-    return _start_server(tmp_dir, name, extra_args, env)
+    environment); stop it with `stop_server`. `fixture_model=False` starts it with no model at all: the
+    built-in toolkit answers."""
+    return _start_server(tmp_dir, name, extra_args, env, fixture_model)
 
 
 def stop_server(server: GlimpseServer) -> None:
     _stop_server(server)
 
 
-def _start_server(tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None) -> GlimpseServer:
+def _start_server(
+    tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None, fixture_model: bool = True
+) -> GlimpseServer:
     if not sdkutil.GLIMPSE_BIN.is_file():
         pytest.fail(f"server binary not found: {sdkutil.GLIMPSE_BIN} (build it, or set GLIMPSE_BIN)", pytrace=False)
     if not sdkutil.MODEL_DIR.is_dir():
@@ -94,7 +99,8 @@ def _start_server(tmp_dir: Path, name: str, extra_args: list[str], env: dict[str
     if "--data-dir" not in extra_args:
         extra_args = [*extra_args, "--data-dir", str(tmp_dir / f"{name}-data")]
     # The fixture model unless the test names its own models.
-    models = [] if "--model" in extra_args or "--config" in extra_args else ["--model", str(sdkutil.MODEL_DIR)]
+    named = "--model" in extra_args or "--config" in extra_args
+    models = [] if named or not fixture_model else ["--model", str(sdkutil.MODEL_DIR)]
     args = [
         str(sdkutil.GLIMPSE_BIN),
         "serve",

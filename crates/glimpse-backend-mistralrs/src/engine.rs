@@ -289,7 +289,7 @@ impl Engine for MistralRsEngine {
         let constraint = match constraint {
             OutputConstraint::None => Constraint::None,
             OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(compact_json(schema)),
-            OutputConstraint::Regex(regex) => Constraint::Regex(regex),
+            OutputConstraint::Choice(options) => Constraint::Regex(OutputConstraint::choice_regex(&options)),
         };
         let image_tokens = prepared.image_tokens();
         let (tx, rx) = mpsc::channel(64);

@@ -74,9 +74,10 @@ struct PullArgs {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json)
-    /// or a hub id in the local cache (owner/name[@revision], see `glimpse pull`), as SOURCE or NAME=SOURCE
-    /// (clients then say NAME; default: the folder's or repository's name). `serve` takes it repeatedly.
+    /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json),
+    /// a hub id in the local cache (owner/name[@revision], see `glimpse pull`) or `toolkit` (the built-in
+    /// detector / classifier / OCR), as SOURCE or NAME=SOURCE (clients then say NAME; default: the folder's or
+    /// repository's name). `serve` takes it repeatedly. Without any, the built-in toolkit answers.
     #[arg(long = "model", env = "GLIMPSE_MODEL")]
     model: Vec<models::ModelSpec>,
     /// Run on CPU even if a GPU is available.
@@ -95,7 +96,8 @@ struct ModelArgs {
     /// Weight and activation dtype: auto, f32, f16, bf16 (default: f32 on CPU, the engine's choice on a GPU).
     #[arg(long, value_parser = glimpse_backend_mistralrs::parse_dtype)]
     dtype: Option<glimpse_backend_mistralrs::ModelDType>,
-    /// A SAM or MobileSAM folder (config.json + model.safetensors) that fills `mask` for segmentation prompts.
+    /// A SAM or MobileSAM folder (config.json + model.safetensors) that fills `mask` for segmentation prompts,
+    /// or `isnet` for the built-in toolkit's ISNet masks.
     #[arg(long, env = "GLIMPSE_MASK_MODEL")]
     mask_model: Option<PathBuf>,
 }

@@ -1,5 +1,6 @@
-//! Which models a `glimpse` command loads: `--model [NAME=]DIR|owner/name[@rev]` (repeatable for serve),
-//! `[[model]]` tables of a config file, `--alias ALIAS[=NAME]`, one shared mask model.
+//! Which models a `glimpse` command loads: `--model [NAME=]DIR|owner/name[@rev]|toolkit` (repeatable for
+//! serve), `[[model]]` tables of a config file, `--alias ALIAS[=NAME]`, one shared mask model. With no model
+//! at all, the built-in toolkit answers.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
+use glimpse_backend_toolkit::{salient::SalientMasks, ToolkitEngine};
 use glimpse_core::grounding::MaskModel;
 use glimpse_core::{Engine, ModelRegistry};
 use glimpse_masks::SamMasks;
@@ -21,7 +23,13 @@ pub enum ModelSource {
     Folder(PathBuf),
     /// A model in the local Hugging Face cache.
     Hub(HubId),
+    /// The built-in toolkit (`toolkit`): detector, classifier, OCR and masks on packaged weights.
+    Toolkit,
 }
+
+/// The source name of the built-in toolkit, and the `--mask-model` value that selects its ISNet masks.
+pub const TOOLKIT: &str = "toolkit";
+pub const ISNET_MASKS: &str = "isnet";
 
 impl ModelSource {
     /// An existing folder (relative to `base`) wins; otherwise `owner/name[@rev]` is a hub id; anything else is
@@ -34,6 +42,9 @@ impl ModelSource {
         if path.is_dir() {
             return Ok(ModelSource::Folder(path));
         }
+        if s == TOOLKIT {
+            return Ok(ModelSource::Toolkit);
+        }
         Ok(s.parse().map(ModelSource::Hub).unwrap_or(ModelSource::Folder(path)))
     }
 
@@ -42,6 +53,7 @@ impl ModelSource {
         match self {
             ModelSource::Folder(dir) => Ok((dir.clone(), None)),
             ModelSource::Hub(id) => Ok((hub::resolve(id)?, Some(id.default_name()))),
+            ModelSource::Toolkit => Ok((glimpse_backend_toolkit::default_model_dir(), Some(TOOLKIT.to_string()))),
         }
     }
 }
@@ -51,6 +63,7 @@ impl std::fmt::Display for ModelSource {
         match self {
             ModelSource::Folder(dir) => write!(f, "the model folder {}", dir.display()),
             ModelSource::Hub(id) => write!(f, "{id} from the Hugging Face cache"),
+            ModelSource::Toolkit => write!(f, "the built-in toolkit"),
         }
     }
 }
@@ -112,14 +125,26 @@ impl FromStr for AliasSpec {
     }
 }
 
+/// `--mask-model`: a SAM / MobileSAM folder, or `isnet` for the toolkit's ISNet masks.
 fn load_mask_model(dir: Option<&PathBuf>) -> anyhow::Result<Option<Arc<dyn MaskModel>>> {
     let Some(dir) = dir else { return Ok(None) };
+    if dir.as_os_str() == ISNET_MASKS && !dir.is_dir() {
+        let masks = SalientMasks::load(&glimpse_backend_toolkit::default_model_dir()).context("loading the ISNet mask model")?;
+        return Ok(Some(Arc::new(masks)));
+    }
     let masks = SamMasks::load(dir).map_err(anyhow::Error::msg).context("loading the mask model")?;
     Ok(Some(Arc::new(masks)))
 }
 
 async fn load_engine(plan: &Plan, args: &ModelArgs, masks: Option<Arc<dyn MaskModel>>) -> anyhow::Result<Arc<dyn Engine>> {
     let (dir, default_name) = plan.spec.source.locate()?;
+    if let ModelSource::Toolkit = plan.spec.source {
+        let name = plan.spec.name.clone().or(default_name);
+        let engine = tokio::task::spawn_blocking(move || ToolkitEngine::load(&dir, name)).await?
+            .context("loading the built-in toolkit (its models are in models/toolkit; GLIMPSE_TOOLKIT_DIR moves them)")?;
+        tracing::info!(model = %engine.info().id, "toolkit loaded");
+        return Ok(Arc::new(engine));
+    }
     let options = LoadOptions {
         name: plan.spec.name.clone().or(default_name),
         force_cpu: args.cpu,
@@ -135,13 +160,19 @@ async fn load_engine(plan: &Plan, args: &ModelArgs, masks: Option<Arc<dyn MaskMo
     Ok(Arc::new(engine))
 }
 
-/// The one model of `glimpse ask`.
+/// The toolkit, which answers when no model is named.
+fn toolkit_spec() -> ModelSpec {
+    ModelSpec { name: None, source: ModelSource::Toolkit }
+}
+
+/// The one model of `glimpse ask` (the toolkit when none is named).
 pub async fn single(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
-    match args.model.as_slice() {
-        [spec] => load_engine(&Plan::from_args(spec, args), args, load_mask_model(args.mask_model.as_ref())?).await,
-        [] => anyhow::bail!("no model: pass --model with a model folder or a cached hub id (see `glimpse models list`)"),
+    let spec = match args.model.as_slice() {
+        [spec] => spec.clone(),
+        [] => toolkit_spec(),
         _ => anyhow::bail!("this command takes exactly one --model"),
-    }
+    };
+    load_engine(&Plan::from_args(&spec, args), args, load_mask_model(args.mask_model.as_ref())?).await
 }
 
 /// Every `--model`, then every `[[model]]` of the config file, with their aliases. Names must be unique; an
@@ -158,7 +189,7 @@ pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec], config: Option<&S
         });
     }
     if plans.is_empty() {
-        anyhow::bail!("no model: pass --model (a model folder or a cached hub id) or --config with [[model]] tables");
+        plans.push(Plan::from_args(&toolkit_spec(), args));
     }
     let masks = load_mask_model(args.mask_model.as_ref().or(config.and_then(|c| c.mask_model.as_ref())))?;
     let mut engines = Vec::new();
@@ -212,5 +243,6 @@ mod tests {
         let alias: AliasSpec = "gemini-2.0-flash=fast".parse().unwrap();
         assert_eq!((alias.alias.as_str(), alias.target.as_deref()), ("gemini-2.0-flash", Some("fast")));
         assert!("=x".parse::<AliasSpec>().is_err());
+        assert!(matches!("toolkit".parse::<ModelSpec>().unwrap().source, ModelSource::Toolkit));
     }
 }

@@ -73,8 +73,28 @@ pub enum OutputConstraint {
     None,
     /// The output must be JSON matching this JSON Schema (constrained decoding).
     JsonSchema(serde_json::Value),
-    /// The output must match this regular expression (`text/x.enum`).
-    Regex(String),
+    /// The output must be exactly one of these strings (`text/x.enum`).
+    Choice(Vec<String>),
+}
+
+impl OutputConstraint {
+    /// A regular expression that matches exactly one of `options`, for engines that constrain by regex.
+    pub fn choice_regex(options: &[String]) -> String {
+        let escaped: Vec<String> = options
+            .iter()
+            .map(|option| {
+                let mut out = String::with_capacity(option.len());
+                for c in option.chars() {
+                    if "\\.+*?()|[]{}^$#&-~".contains(c) {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out
+            })
+            .collect();
+        format!("({})", escaped.join("|"))
+    }
 }
 
 #[derive(Debug, Clone)]

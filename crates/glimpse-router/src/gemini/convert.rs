@@ -311,25 +311,12 @@ fn output_constraint(config: &GenerationConfig) -> Result<OutputConstraint, Glim
                 .and_then(Value::as_array)
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| GlimpseError::invalid("text/x.enum needs a responseSchema with an enum."))?;
-            let alternatives: Vec<String> =
-                values.iter().filter_map(Value::as_str).map(regex_escape).collect();
-            Ok(OutputConstraint::Regex(format!("({})", alternatives.join("|"))))
+            Ok(OutputConstraint::Choice(values.iter().filter_map(Value::as_str).map(String::from).collect()))
         }
         Some(other) => Err(GlimpseError::invalid(format!(
             "Unsupported response mime type: {other}. Use text/plain, application/json or text/x.enum."
         ))),
     }
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Gemini's OpenAPI-subset `Schema` → JSON Schema for the constrained decoder.

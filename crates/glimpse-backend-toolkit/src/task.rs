@@ -1,0 +1,128 @@
+//! Which job a prompt asks for. The toolkit has no language model, so the job is read from the last user
+//! turn's text by these rules, checked in this order (README, "The toolkit backend"):
+//!
+//! 1. mentions `box_2d` → detection (with masks when it asks for segmentation masks), as Gemini's own
+//!    detection and segmentation prompts do;
+//! 2. "how many …" → counting;
+//! 3. "is there / are there / do you see / does it contain / where is …" → presence (and position);
+//! 4. "read", "text", "written", "say", "ocr", "transcribe", "words" → reading text;
+//! 5. "classify", "what kind/type/breed/species", "what is this", "category" → classification;
+//! 6. "caption", "describe", "what's in", "what do you see", "summar…", "detect", "find", "objects" → caption;
+//! 7. anything else → an honest answer naming what the toolkit can do and that a VLM is needed.
+
+use glimpse_core::grounding;
+use glimpse_core::Prompt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    Detect { masks: bool },
+    /// The phrase after "how many".
+    Count(String),
+    /// The phrase asked about.
+    Presence(String),
+    ReadText,
+    Classify,
+    Caption,
+    Unsupported,
+}
+
+impl Task {
+    pub fn of(prompt: &Prompt) -> Task {
+        if grounding::is_detection_prompt(prompt) {
+            return Task::Detect { masks: grounding::wants_masks(prompt) };
+        }
+        Task::of_question(&last_user_text(prompt))
+    }
+
+    fn of_question(text: &str) -> Task {
+        let q = format!(" {} ", text.to_lowercase().replace(['?', '!', '.', ',', ';', ':', '"'], " "));
+        let q = q.split_whitespace().collect::<Vec<_>>().join(" ");
+        let q = format!(" {q} ");
+        if let Some(rest) = after(&q, &[" how many "]) {
+            return Task::Count(subject(rest));
+        }
+        const PRESENCE: &[&str] = &[
+            " is there ", " are there ", " do you see ", " can you see ", " does the image contain ", " does the image have ",
+            " does the image show ", " does the picture contain ", " does the photo contain ", " does it contain ",
+            " does this image contain ", " does this contain ", " is this image of ", " where is ", " where are ",
+        ];
+        if let Some(rest) = after(&q, PRESENCE) {
+            return Task::Presence(subject(rest));
+        }
+        const READ: &[&str] = &[" read ", " text ", " written ", " say ", " says ", " ocr ", " transcribe ", " words ", " writing ", " sign say "];
+        if READ.iter().any(|k| q.contains(k)) {
+            return Task::ReadText;
+        }
+        const WHOLE_IMAGE: &[&str] = &[" what is this image ", " what is this picture ", " what is this photo ", " what is the image "];
+        if WHOLE_IMAGE.iter().any(|k| q.contains(k)) {
+            return Task::Caption;
+        }
+        const CLASSIFY: &[&str] = &[
+            " classify ", " classification ", " what kind ", " what type ", " what breed ", " what species ", " what is this ",
+            " what's this ", " what is it ", " category ", " which class ", " identify ",
+        ];
+        if CLASSIFY.iter().any(|k| q.contains(k)) {
+            return Task::Classify;
+        }
+        const CAPTION: &[&str] = &[
+            " caption ", " describe ", " description ", " what is in ", " what's in ", " whats in ", " what do you see ",
+            " summar", " detect ", " find ", " objects ", " what is shown ", " what does the image show ", " what is happening ",
+            " tell me about ",
+        ];
+        if CAPTION.iter().any(|k| q.contains(k)) {
+            return Task::Caption;
+        }
+        Task::Unsupported
+    }
+}
+
+/// The text of the last user turn (its text parts joined).
+pub fn last_user_text(prompt: &Prompt) -> String {
+    let Some(turn) = prompt.turns.iter().rev().find(|t| t.role == glimpse_core::Role::User) else { return String::new() };
+    turn.parts
+        .iter()
+        .filter_map(|p| match p {
+            glimpse_core::Part::Text(t) => Some(t.as_str()),
+            glimpse_core::Part::Image(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What follows the first of `keys` in `q`.
+fn after<'a>(q: &'a str, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().filter_map(|k| q.find(k).map(|i| &q[i + k.len()..])).next()
+}
+
+/// The noun phrase a question is about: "a dog in the picture" → "dog".
+fn subject(rest: &str) -> String {
+    const ARTICLES: &[&str] = &["a", "an", "the", "any", "some", "of"];
+    const ENDS: &[&str] = &[
+        "are", "is", "do", "does", "can", "in", "on", "at", "there", "here", "visible", "shown", "present", "this", "that",
+        "you", "i", "we", "to", "inside", "within",
+    ];
+    let words: Vec<&str> = rest.split_whitespace().skip_while(|w| ARTICLES.contains(w)).take_while(|w| !ENDS.contains(w)).collect();
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_pick_their_task() {
+        assert_eq!(Task::of_question("How many horses are there?"), Task::Count("horses".into()));
+        assert_eq!(Task::of_question("how many red shapes in the image"), Task::Count("red shapes".into()));
+        assert_eq!(Task::of_question("Is there a dog in this picture?"), Task::Presence("dog".into()));
+        assert_eq!(Task::of_question("Where is the kite?"), Task::Presence("kite".into()));
+        assert_eq!(Task::of_question("Are there any people?"), Task::Presence("people".into()));
+        assert_eq!(Task::of_question("What does the sign say?"), Task::ReadText);
+        assert_eq!(Task::of_question("Read the text in this image."), Task::ReadText);
+        assert_eq!(Task::of_question("What breed is this dog?"), Task::Classify);
+        assert_eq!(Task::of_question("Caption this image."), Task::Caption);
+        assert_eq!(Task::of_question("What is in this image?"), Task::Caption);
+        assert_eq!(Task::of_question("What is this image?"), Task::Caption);
+        assert_eq!(Task::of_question("What is this?"), Task::Classify);
+        assert_eq!(Task::of_question("Why is the man sad?"), Task::Unsupported);
+    }
+}
