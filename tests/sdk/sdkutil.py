@@ -41,6 +41,22 @@ ALIAS = "gemini-3-flash-preview"
 # Every generateContent / countTokens request of the suite is bounded by this (seconds).
 REQUEST_TIMEOUT_S = 120
 
+# The Gemini documentation's detection prompt, and its segmentation prompt for any targets.
+SEED_DETECT = (
+    "Detect the all of the prominent items in the image. "
+    "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
+)
+
+
+def segment_prompt(targets: str) -> str:
+    """The seed's segmentation prompt ("Give the segmentation masks for the wooden and glass items. …")."""
+    return f"""
+Give the segmentation masks for {targets}.
+Output a JSON list of segmentation masks where each entry contains the 2D
+bounding box in the key "box_2d", the segmentation mask in key "mask", and
+the text label in the key "label". Use descriptive labels.
+"""
+
 # Case names of the reference file (fixtures/expected/<model>.json), fixed here so that collection does
 # not depend on the file existing.
 CASE_NAMES = [

@@ -18,16 +18,8 @@ from PIL import Image
 import sdkutil
 from conftest import start_server, stop_server
 
-SEED_DETECT = (
-    "Detect the all of the prominent items in the image. "
-    "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
-)
-SEED_SEGMENT = """
-Give the segmentation masks for the wooden and glass items.
-Output a JSON list of segmentation masks where each entry contains the 2D
-bounding box in the key "box_2d", the segmentation mask in key "mask", and
-the text label in the key "label". Use descriptive labels.
-"""
+SEED_DETECT = sdkutil.SEED_DETECT
+SEED_SEGMENT = sdkutil.segment_prompt("the wooden and glass items")
 # A constrained answer holds at most 50 short items; this bound lets even the random model finish.
 MAX_TOKENS = 3000
 
@@ -221,3 +213,19 @@ def test_seed_segmentation_rest_through_interactions_with_a_mask_model(mask_serv
     r = httpx.post(f"{mask_server.url}/v1beta/interactions", json=body, headers={"x-goog-api-key": sdkutil.API_KEY}, timeout=sdkutil.REQUEST_TIMEOUT_S)
     assert r.status_code == 200, r.text[:300]
     assert_gemini_segmentation(r.json()["steps"][-1]["content"][0]["text"], width, height)
+
+
+def test_the_toolkit_isnet_masks_serve_a_vlm(tmp_path_factory):
+    """`--mask-model isnet`: the built-in toolkit's ISNet fills `mask` for a vision-language model's boxes."""
+    server = start_server(tmp_path_factory.mktemp("isnet"), "isnet-masks", ["--mask-model", "isnet"])
+    try:
+        client = sdkutil.make_client(server.url)
+        width, height = 240, 160
+        response = client.models.generate_content(
+            model=sdkutil.SEED_MODEL,
+            contents=[SEED_SEGMENT, types.Part.from_bytes(data=photo_png(width, height), mime_type="image/png")],
+            config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
+        )
+        assert_gemini_segmentation(response.text, width, height)
+    finally:
+        stop_server(server)

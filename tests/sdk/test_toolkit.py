@@ -20,16 +20,8 @@ from conftest import start_server, stop_server
 
 DARKNET = sdkutil.ROOT / "fixtures/photos"
 HAND_BOXES = json.loads((sdkutil.ROOT / "fixtures/expected/toolkit/hand_boxes.json").read_text())
-SEED_DETECT = (
-    "Detect the all of the prominent items in the image. "
-    "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
-)
-SEGMENT = """
-Give the segmentation masks for the person and the dog.
-Output a JSON list of segmentation masks where each entry contains the 2D
-bounding box in the key "box_2d", the segmentation mask in key "mask", and
-the text label in the key "label". Use descriptive labels.
-"""
+SEED_DETECT = sdkutil.SEED_DETECT
+SEGMENT = sdkutil.segment_prompt("the person and the dog")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@
 //! 2. "how many …" → counting;
 //! 3. "is there / are there / do you see / does it contain / where is …" → presence (and position);
 //! 4. "read", "text", "written", "say", "ocr", "transcribe", "words" → reading text;
-//! 5. "classify", "what kind/type/breed/species", "what is this", "category" → classification;
+//! 5. "classify", "what kind/type/breed/species/animal", "what is this", "category", "identify" → classification;
 //! 6. "caption", "describe", "what's in", "what do you see", "summar…", "detect", "find", "objects" → caption;
 //! 7. anything else → an honest answer naming what the toolkit can do and that a VLM is needed.
 
@@ -59,7 +59,8 @@ impl Task {
         }
         const CLASSIFY: &[&str] = &[
             " classify ", " classification ", " what kind ", " what type ", " what breed ", " what species ", " what is this ",
-            " what's this ", " what is it ", " category ", " which class ", " identify ",
+            " what's this ", " what is it ", " what is that ", " category ", " which class ", " identify ", " what animal ",
+            " which animal ", " what object ", " what thing ",
         ];
         if CLASSIFY.iter().any(|k| q.contains(k)) {
             return Task::Classify;
@@ -123,6 +124,7 @@ mod tests {
         assert_eq!(Task::of_question("What is in this image?"), Task::Caption);
         assert_eq!(Task::of_question("What is this image?"), Task::Caption);
         assert_eq!(Task::of_question("What is this?"), Task::Classify);
+        assert_eq!(Task::of_question("What animal is this?"), Task::Classify);
         assert_eq!(Task::of_question("Why is the man sad?"), Task::Unsupported);
     }
 }

@@ -185,7 +185,7 @@ impl Toolkit {
             format!("{} {phrase}", found.len())
         };
         let verb = if found.len() == 1 { "is" } else { "are" };
-        let mut answer = format!("There {verb} {what}.").replace("There are 0 ", "There are no ").replace("There is 0 ", "There are no ");
+        let mut answer = format!("There {verb} {what}.").replace("There are 0 ", "There are no ");
         if !one_class && !found.is_empty() {
             answer.pop();
             answer.push_str(&format!(": {}.", self.object_counts(&found)));
