@@ -220,7 +220,7 @@ def test_the_toolkit_isnet_masks_serve_a_vlm(tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("isnet"), "isnet-masks", ["--mask-model", "isnet"])
     try:
         client = sdkutil.make_client(server.url)
-        width, height = 240, 160
+        width, height = 320, 200  # the size test_seed_segmentation_with_a_mask_model shows gives boxes
         response = client.models.generate_content(
             model=sdkutil.SEED_MODEL,
             contents=[SEED_SEGMENT, types.Part.from_bytes(data=photo_png(width, height), mime_type="image/png")],
