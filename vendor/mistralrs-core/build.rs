@@ -75,7 +75,7 @@ fn main() {
 // Glimpse patch: the crates.io build script ran `git rev-parse HEAD` (which, vendored, finds the *Glimpse*
 // repository) and watched `.git/HEAD` relative to this package, a file that does not exist here. Cargo treats a
 // missing watched file as always stale, so every cargo command re-ran the script, and `cargo test` after
-// `cargo build` compiled this crate a second time (9 minutes on CI's 2 cores). The revision is fixed instead.
+// `cargo build` compiled this crate a second time. The revision is fixed instead.
 fn set_git_revision() {
     println!("cargo:rustc-env=MISTRALRS_GIT_REVISION=crates.io-0.8.1+glimpse");
     println!("cargo:rerun-if-changed=build.rs");
