@@ -10,7 +10,7 @@ use glimpse_core::{Engine, GenerateRequest, GlimpseError, Part, Prompt, Role};
 use image::DynamicImage;
 
 use crate::error::ToolkitError;
-use crate::task::{last_user_text, Task};
+use crate::task::Task;
 use crate::toolkit::Toolkit;
 
 /// What the toolkit is called in `GET models` when no name is given.
@@ -103,14 +103,13 @@ impl Engine for ToolkitEngine {
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
         let prompt_tokens = prompt_tokens(&request.prompt);
         let task = Task::of(&request.prompt);
-        let question = last_user_text(&request.prompt);
+        let question = request.prompt.last_user_text();
         let text = match subject_image(&request.prompt) {
             None => format!(
                 "Send an image with your question: the built-in toolkit answers questions about images only. {}",
                 "For text-only conversations, serve a vision-language model: glimpse serve --model /path/to/Qwen2.5-VL-3B-Instruct."
             ),
             Some(image) => {
-                self.toolkit.check(&task, &request.constraint)?;
                 let toolkit = self.toolkit.clone();
                 let constraint = request.constraint.clone();
                 tokio::task::spawn_blocking(move || toolkit.answer(&task, &question, &image, &constraint))

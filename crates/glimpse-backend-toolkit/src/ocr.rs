@@ -165,18 +165,19 @@ fn crop(image: &DynamicImage, b: PixelBox) -> RgbImage {
     image.crop_imm(x0, y0, (x1.saturating_sub(x0)).max(1), (y1.saturating_sub(y0)).max(1)).to_rgb8()
 }
 
-/// Top to bottom; boxes whose vertical centres are within half a line height of each other form one line,
-/// read left to right.
+/// Two text boxes are on one row of the picture when their vertical centres are within half the taller one's
+/// height.
+fn same_row(a: &PixelBox, b: &PixelBox) -> bool {
+    ((a.y0 + a.y1) / 2.0 - (b.y0 + b.y1) / 2.0).abs() < (a.y1 - a.y0).max(b.y1 - b.y0) / 2.0
+}
+
+/// Top to bottom; boxes on one row ([`same_row`]) are read left to right.
 fn reading_order(mut lines: Vec<TextLine>) -> Vec<TextLine> {
     lines.sort_by(|a, b| (a.bbox.y0 + a.bbox.y1).total_cmp(&(b.bbox.y0 + b.bbox.y1)));
     let mut rows: Vec<Vec<TextLine>> = Vec::new();
     for line in lines {
-        let centre = (line.bbox.y0 + line.bbox.y1) / 2.0;
-        let height = line.bbox.y1 - line.bbox.y0;
         match rows.last_mut() {
-            Some(row) if row.iter().any(|r| ((r.bbox.y0 + r.bbox.y1) / 2.0 - centre).abs() < height.max(r.bbox.y1 - r.bbox.y0) / 2.0) => {
-                row.push(line)
-            }
+            Some(row) if row.iter().any(|r| same_row(&r.bbox, &line.bbox)) => row.push(line),
             _ => rows.push(vec![line]),
         }
     }
@@ -194,9 +195,7 @@ pub fn as_text(lines: &[TextLine]) -> String {
     let mut previous: Option<&TextLine> = None;
     for line in lines {
         if let Some(p) = previous {
-            let same_row = ((p.bbox.y0 + p.bbox.y1) / 2.0 - (line.bbox.y0 + line.bbox.y1) / 2.0).abs()
-                < (p.bbox.y1 - p.bbox.y0).max(line.bbox.y1 - line.bbox.y0) / 2.0;
-            out.push(if same_row { ' ' } else { '\n' });
+            out.push(if same_row(&p.bbox, &line.bbox) { ' ' } else { '\n' });
         }
         out.push_str(&line.text);
         previous = Some(line);

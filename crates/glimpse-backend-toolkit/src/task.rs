@@ -31,7 +31,7 @@ impl Task {
         if grounding::is_detection_prompt(prompt) {
             return Task::Detect { masks: grounding::wants_masks(prompt) };
         }
-        Task::of_question(&last_user_text(prompt))
+        Task::of_question(&prompt.last_user_text())
     }
 
     fn of_question(text: &str) -> Task {
@@ -75,19 +75,6 @@ impl Task {
         }
         Task::Unsupported
     }
-}
-
-/// The text of the last user turn (its text parts joined).
-pub fn last_user_text(prompt: &Prompt) -> String {
-    let Some(turn) = prompt.turns.iter().rev().find(|t| t.role == glimpse_core::Role::User) else { return String::new() };
-    turn.parts
-        .iter()
-        .filter_map(|p| match p {
-            glimpse_core::Part::Text(t) => Some(t.as_str()),
-            glimpse_core::Part::Image(_) => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// What follows the first of `keys` in `q`.

@@ -131,6 +131,13 @@ impl Toolkit {
         })
     }
 
+    /// Detections of `classes` only.
+    fn detections_of(&self, classes: &BTreeSet<usize>, image: &DynamicImage) -> Result<Vec<Detection>, ToolkitError> {
+        let mut found = self.detector.detect(image, DETECTION_MIN_SCORE)?;
+        found.retain(|d| classes.contains(&d.class));
+        Ok(found)
+    }
+
     /// Detections, limited to the classes the question names when it names any.
     fn detections_for(&self, question: &str, image: &DynamicImage) -> Result<Vec<Detection>, ToolkitError> {
         let mentions = self.vocabulary.mentions(question);
@@ -175,7 +182,7 @@ impl Toolkit {
             Ok((_, classes)) => classes,
             Err(honest) => return Ok(honest),
         };
-        let found: Vec<Detection> = self.detector.detect(image, DETECTION_MIN_SCORE)?.into_iter().filter(|d| classes.contains(&d.class)).collect();
+        let found = self.detections_of(&classes, image)?;
         let names = self.detector.class_names();
         let one_class = classes.len() == 1;
         let what = if one_class {
@@ -199,7 +206,7 @@ impl Toolkit {
             return Ok(format!("I can't tell whether there is \"{phrase}\": the built-in toolkit recognises only COCO objects and ImageNet classes. {VLM_HINT}"));
         }
         let classes: BTreeSet<usize> = mentions.iter().flat_map(|m| self.vocabulary.coco_classes(m)).collect();
-        let found: Vec<Detection> = self.detector.detect(image, DETECTION_MIN_SCORE)?.into_iter().filter(|d| classes.contains(&d.class)).collect();
+        let found = self.detections_of(&classes, image)?;
         let (w, h) = (image.width(), image.height());
         if !found.is_empty() {
             return Ok(format!("Yes: {}.", self.places(found.iter().take(5), w, h)));

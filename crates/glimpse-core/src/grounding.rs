@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{GenerationEvent, GenerationStream};
 use crate::error::GlimpseError;
-use crate::prompt::{Part, Prompt, Role};
+use crate::prompt::Prompt;
 
 /// The key Gemini answers boxes under.
 pub const GEMINI_BOX_KEY: &str = "box_2d";
@@ -108,27 +108,14 @@ pub fn gemini_box_to_pixels(gemini: [i64; 4], original: (u32, u32)) -> [f64; 4] 
     [xmin * w, ymin * h, xmax * w, ymax * h]
 }
 
-/// The text of the last user turn.
-fn last_user_text(prompt: &Prompt) -> String {
-    let Some(turn) = prompt.turns.iter().rev().find(|t| t.role == Role::User) else { return String::new() };
-    turn.parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) => Some(t.as_str()),
-            Part::Image(_) => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Whether the prompt asks for Gemini-format boxes (see the module doc).
 pub fn is_detection_prompt(prompt: &Prompt) -> bool {
-    last_user_text(prompt).to_ascii_lowercase().contains(GEMINI_BOX_KEY)
+    prompt.last_user_text().to_ascii_lowercase().contains(GEMINI_BOX_KEY)
 }
 
 /// Whether a detection prompt also asks for segmentation masks (the segmentation prompt's `"mask"` key).
 pub fn wants_masks(prompt: &Prompt) -> bool {
-    let text = last_user_text(prompt).to_ascii_lowercase();
+    let text = prompt.last_user_text().to_ascii_lowercase();
     is_detection_prompt(prompt) && (text.contains("segmentation mask") || text.contains("\"mask\""))
 }
 
@@ -237,6 +224,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prompt::{Part, Role};
 
     fn round_trip(convention: BoxConvention, original: (u32, u32), model_input: (u32, u32), pixels: [f64; 4]) {
         let image = ImageGeometry { original, model_input };

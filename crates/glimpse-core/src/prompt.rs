@@ -49,6 +49,20 @@ impl Prompt {
         })
     }
 
+    /// The text of the last user turn (its text parts joined by spaces): what rule-based readings of a prompt
+    /// (detection prompts, the toolkit's tasks) look at.
+    pub fn last_user_text(&self) -> String {
+        let Some(turn) = self.turns.iter().rev().find(|t| t.role == Role::User) else { return String::new() };
+        turn.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some(t.as_str()),
+                Part::Image(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The image-token budget that applies to one image: its own level, else the request's, else the model's.
     pub fn budget_for(&self, image: &ImageInput) -> Option<u32> {
         image.resolution.or(self.media_resolution).and_then(MediaResolution::token_budget)
