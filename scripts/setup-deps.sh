@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Glimpse needs on a fresh Debian machine with Rust and Python 3:
-# Debian packages for HEIC/HEIF decoding, the tests' curl, Node.js and Chromium (the playground test), the
+# Debian packages for HEIC/HEIF decoding, the tests' curl, Node.js and Chromium (the playground test), DejaVu
+# Sans (the shapes scenes render their words with it), the
 # darknet package's sample photographs (unpacked into fixtures/photos for the toolkit's real-photo tests and
 # the README's demo, without installing the package and its OpenCV dependencies), a Python venv
 # with the official SDKs (and `onnx` for the mask model's conversion), the JS packages (@google/genai,
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-for pkg in libheif-dev pkg-config curl chromium; do
+for pkg in libheif-dev pkg-config curl chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

@@ -75,8 +75,9 @@ struct PullArgs {
 #[derive(Args)]
 struct ModelArgs {
     /// A local Hugging Face model folder (config.json, *.safetensors, tokenizer.json, preprocessor_config.json),
-    /// a hub id in the local cache (owner/name[@revision], see `glimpse pull`) or `toolkit` (the built-in
-    /// detector / classifier / OCR), as SOURCE or NAME=SOURCE (clients then say NAME; default: the folder's or
+    /// a hub id in the local cache (owner/name[@revision], see `glimpse pull`), `toolkit` (the built-in
+    /// detector / classifier / OCR) or `shapes` (the bundled Qwen2.5-VL trained on synthetic shapes), as SOURCE
+    /// or NAME=SOURCE (clients then say NAME; default: the folder's or
     /// repository's name). `serve` takes it repeatedly. Without any, the built-in toolkit answers.
     #[arg(long = "model", env = "GLIMPSE_MODEL")]
     model: Vec<models::ModelSpec>,

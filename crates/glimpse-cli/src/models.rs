@@ -1,6 +1,6 @@
-//! Which models a `glimpse` command loads: `--model [NAME=]DIR|owner/name[@rev]|toolkit` (repeatable for
-//! serve), `[[model]]` tables of a config file, `--alias ALIAS[=NAME]`, one shared mask model. With no model
-//! at all, the built-in toolkit answers.
+//! Which models a `glimpse` command loads: `--model [NAME=]DIR|owner/name[@rev]|toolkit|shapes` (repeatable
+//! for serve), `[[model]]` tables of a config file, `--alias ALIAS[=NAME]`, one shared mask model. With no
+//! model at all, the built-in toolkit answers.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -25,11 +25,29 @@ pub enum ModelSource {
     Hub(HubId),
     /// The built-in toolkit (`toolkit`): detector, classifier, OCR and masks on packaged weights.
     Toolkit,
+    /// `shapes`: the bundled Qwen2.5-VL trained on synthetic scenes (`models/shapes`), loaded like any
+    /// downloaded Qwen2.5-VL folder.
+    Shapes,
 }
 
 /// The source name of the built-in toolkit, and the `--mask-model` value that selects its ISNet masks.
 pub const TOOLKIT: &str = "toolkit";
 pub const ISNET_MASKS: &str = "isnet";
+/// The source name of the bundled self-test model.
+pub const SHAPES: &str = "shapes";
+
+/// Where the bundled `shapes` model is: `GLIMPSE_SHAPES_DIR`, else `models/shapes` beside the workspace the
+/// binary was built from, else `models/shapes` under the current directory.
+pub fn shapes_model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GLIMPSE_SHAPES_DIR") {
+        return PathBuf::from(dir);
+    }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models").join(SHAPES);
+    if built.is_dir() {
+        return built;
+    }
+    PathBuf::from("models").join(SHAPES)
+}
 
 impl ModelSource {
     /// An existing folder (relative to `base`) wins; otherwise `owner/name[@rev]` is a hub id; anything else is
@@ -45,6 +63,9 @@ impl ModelSource {
         if s == TOOLKIT {
             return Ok(ModelSource::Toolkit);
         }
+        if s == SHAPES {
+            return Ok(ModelSource::Shapes);
+        }
         Ok(s.parse().map(ModelSource::Hub).unwrap_or(ModelSource::Folder(path)))
     }
 
@@ -54,6 +75,7 @@ impl ModelSource {
             ModelSource::Folder(dir) => Ok((dir.clone(), None)),
             ModelSource::Hub(id) => Ok((hub::resolve(id)?, Some(id.default_name()))),
             ModelSource::Toolkit => Ok((glimpse_backend_toolkit::default_model_dir(), Some(TOOLKIT.to_string()))),
+            ModelSource::Shapes => Ok((shapes_model_dir(), Some(SHAPES.to_string()))),
         }
     }
 }
@@ -64,6 +86,7 @@ impl std::fmt::Display for ModelSource {
             ModelSource::Folder(dir) => write!(f, "the model folder {}", dir.display()),
             ModelSource::Hub(id) => write!(f, "{id} from the Hugging Face cache"),
             ModelSource::Toolkit => write!(f, "the built-in toolkit"),
+            ModelSource::Shapes => write!(f, "the bundled shapes model"),
         }
     }
 }
@@ -244,5 +267,6 @@ mod tests {
         assert_eq!((alias.alias.as_str(), alias.target.as_deref()), ("gemini-2.0-flash", Some("fast")));
         assert!("=x".parse::<AliasSpec>().is_err());
         assert!(matches!("toolkit".parse::<ModelSpec>().unwrap().source, ModelSource::Toolkit));
+        assert!(matches!("shapes".parse::<ModelSpec>().unwrap().source, ModelSource::Shapes));
     }
 }
