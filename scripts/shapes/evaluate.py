@@ -81,10 +81,6 @@ def questions(seed: int, n: int) -> list[dict]:
     return items
 
 
-def iou(a: list[float], b: list[float]) -> float:
-    return scenes.box_iou(a, b)
-
-
 def detection_score(answer: str, gold: list[dict]) -> float:
     try:
         items = json.loads(answer)
@@ -97,7 +93,7 @@ def detection_score(answer: str, gold: list[dict]) -> float:
         if isinstance(it, dict) and isinstance(it.get("box_2d"), list) and len(it["box_2d"]) == 4:
             by_label.setdefault(str(it.get("label", "")), it["box_2d"])
     matched = [g for g in gold if g["label"] in by_label]
-    total = sum(iou(by_label[g["label"]], g["box_2d"]) for g in matched)
+    total = sum(scenes.box_iou(by_label[g["label"]], g["box_2d"]) for g in matched)
     extra = len(items) - len(matched)
     return total / (len(gold) + max(0, extra))
 

@@ -15,8 +15,8 @@ each 28-px cell, the word, the shape's box), used only in training and never exp
 trains the vision tower alone on it for the first N steps. `eval` runs greedy generation with transformers on
 held-out scenes (the scores that count are measured through Glimpse's HTTP API by evaluate.py).
 
-    python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR --steps 7800 \
-        --vision-warmup 1200 --aux 1 --minutes 100      # the bundled model's command (see train.sh)
+    python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
+                                                                                     # model's three phases
     train.py eval  --out DIR --scenes 100
     train.py bench --steps 20          # throughput only
 
@@ -30,7 +30,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 import transformers  # noqa: E402
 from transformers import AutoImageProcessor, AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration  # noqa: E402
