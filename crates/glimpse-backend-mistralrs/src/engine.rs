@@ -147,12 +147,8 @@ impl MistralRsEngine {
     /// Prepares the prompt off the async threads (image resizing is CPU work).
     pub(crate) async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
         let family = self.inner.folder.family.clone();
-        // The grounding budget never takes more than half the context window per image: it must not turn a
-        // prompt the client sized to fit into one that does not.
-        let context_share = self.info.input_token_limit / 2;
-        let floor = self.is_detection(prompt).then(|| family.grounding_image_tokens().min(context_share));
         let prompt = prompt.clone();
-        tokio::task::spawn_blocking(move || prepare(&prompt, &family, floor))
+        tokio::task::spawn_blocking(move || prepare(&prompt, &family))
             .await
             .map_err(|e| GlimpseError::Engine(format!("prompt preparation failed: {e}")))?
     }
@@ -288,7 +284,7 @@ impl Engine for MistralRsEngine {
         };
         let constraint = match constraint {
             OutputConstraint::None => Constraint::None,
-            OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(compact_json(schema)),
+            OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(bounded_whitespace_json(schema)),
             OutputConstraint::Choice(options) => Constraint::Regex(OutputConstraint::choice_regex(&options)),
         };
         let image_tokens = prepared.image_tokens();
@@ -341,11 +337,16 @@ pub fn parse_dtype(value: &str) -> Result<ModelDType, String> {
     value.parse()
 }
 
-/// llguidance allows free whitespace between JSON tokens by default, and a weak model can fill its whole
-/// budget with newlines; Gemini answers compact JSON, so ask the grammar for that.
-fn compact_json(mut schema: serde_json::Value) -> serde_json::Value {
+/// Whitespace the JSON grammar allows between two tokens. llguidance's default allows any amount, and a weak
+/// model can fill its whole budget with newlines; none at all (what this was first) forces models that learned
+/// `{"key": [1, 2]}` (Qwen-VL's grounding answers, most JSON in training data) off their own tokens, and their
+/// answers fall apart after the first separator. Up to two characters per gap keeps `": "`, `", "` and Qwen's
+/// `[\n\t{` layout, and bounds what a weak model can add.
+const JSON_WHITESPACE: &str = r"[\x20\x0A\x0D\x09]{1,2}";
+
+fn bounded_whitespace_json(mut schema: serde_json::Value) -> serde_json::Value {
     if let serde_json::Value::Object(map) = &mut schema {
-        map.entry("x-guidance").or_insert_with(|| serde_json::json!({"whitespace_flexible": false}));
+        map.entry("x-guidance").or_insert_with(|| serde_json::json!({"whitespace_pattern": JSON_WHITESPACE}));
     }
     schema
 }

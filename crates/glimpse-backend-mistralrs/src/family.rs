@@ -172,19 +172,6 @@ impl Family {
         }
     }
 
-    /// The per-image token budget a detection request gets at least, unless the client chose a resolution: Qwen-VL
-    /// grounds poorly below about 1024 image tokens.
-    pub fn grounding_image_tokens(&self) -> u32 {
-        match *self {
-            Family::QwenVl { patch_size, merge_size, max_pixels, .. } => {
-                let cell = (patch_size * merge_size) as u64;
-                ((max_pixels / (cell * cell)) as u32).max(1024)
-            }
-            Family::Gemma3 { tokens_per_image, .. } => tokens_per_image,
-            Family::Idefics3 { seq_len, .. } => seq_len,
-        }
-    }
-
     /// Sizes an image for the model. `budget_tokens` is the request's per-image budget; `None` keeps the
     /// processor's own maximum.
     pub fn plan_image(&self, width: u32, height: u32, budget_tokens: Option<u32>) -> Result<ImagePlan, GlimpseError> {

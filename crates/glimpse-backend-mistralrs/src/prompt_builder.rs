@@ -68,9 +68,10 @@ fn typed_parts(text: &str, placeholder: &str) -> Vec<IndexMap<String, Value>> {
     parts
 }
 
-/// Builds the messages and resizes every image (CPU work: call from a blocking thread). `floor_tokens` is the
-/// per-image budget used when the client chose no resolution (detection requests), else the processor's own.
-pub fn prepare(prompt: &Prompt, family: &Family, floor_tokens: Option<u32>) -> Result<PreparedPrompt, GlimpseError> {
+/// Builds the messages and resizes every image (CPU work: call from a blocking thread). Each image gets the
+/// client's `media_resolution` budget, else the processor's own maximum (detection requests too: a model is
+/// sized by its processor config for the resolution it was trained to ground at).
+pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, GlimpseError> {
     let check = |text: &str| -> Result<(), GlimpseError> {
         match family.reserved_markers().iter().find(|m| text.contains(**m)) {
             Some(marker) => Err(GlimpseError::invalid(format!(
@@ -96,7 +97,7 @@ pub fn prepare(prompt: &Prompt, family: &Family, floor_tokens: Option<u32>) -> R
                     text.push_str(t);
                 }
                 Part::Image(input) => {
-                    let budget = prompt.budget_for(input).or(floor_tokens);
+                    let budget = prompt.budget_for(input);
                     let plan = family.plan_image(input.image.width(), input.image.height(), budget)?;
                     images.push(resize_exact(&input.image, plan.width, plan.height));
                     original_sizes.push((input.image.width(), input.image.height()));
