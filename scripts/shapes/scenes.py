@@ -181,6 +181,11 @@ def box_iou(a, b) -> float:
     return inter / ua if ua > 0 else 0.0
 
 
+def gemini_box(box: list[int], width: int, height: int) -> list[float]:
+    """A pixel box [x0, y0, x1, y1) of the original image on Gemini's [ymin, xmin, ymax, xmax] 0-1000 grid."""
+    return [box[1] / height * 1000, box[0] / width * 1000, box[3] / height * 1000, box[2] / width * 1000]
+
+
 # --------------------------------------------------------------------------------------------
 # Scenes
 # --------------------------------------------------------------------------------------------
