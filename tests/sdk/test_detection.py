@@ -159,6 +159,17 @@ def test_no_grounding_passes_answers_through(tmp_path):
         stop_server(server)
 
 
+def two_shape_scene() -> scenes.Scene:
+    """The first scene with two or more shapes of seed 31337 (a seed training never used)."""
+    return next(s for s in map(lambda i: scenes.make_scene(31337, i), range(100)) if len(s.objects) >= 2)
+
+
+def png_of(scene: scenes.Scene) -> bytes:
+    out = io.BytesIO()
+    scene.image.save(out, format="PNG")
+    return out.getvalue()
+
+
 def mask_pixels(box: list[int], width: int, height: int) -> tuple[int, int]:
     """The size in pixels of the image region a Gemini box covers (what `mask` must cover)."""
     ymin, xmin, ymax, xmax = box
@@ -198,13 +209,44 @@ def assert_gemini_segmentation(text: str, width: int, height: int) -> list[dict]
 def test_seed_segmentation_with_a_mask_model(mask_server):
     """The Gemini segmentation prompt on a scene of the shapes world: every item has box_2d, a box-sized PNG
     probability map and a label. (The SAM fixture has random weights: the masks' content is not asserted.)"""
-    scene = next(s for s in map(lambda i: scenes.make_scene(31337, i), range(100)) if len(s.objects) >= 2)
+    scene = two_shape_scene()
     client = sdkutil.make_client(mask_server.url)
-    out = io.BytesIO()
-    scene.image.save(out, format="PNG")
     response = client.models.generate_content(
         model="shapes",
-        contents=[types.Part.from_bytes(data=out.getvalue(), mime_type="image/png"), SHAPES_SEGMENT],
+        contents=[types.Part.from_bytes(data=png_of(scene), mime_type="image/png"), SHAPES_SEGMENT],
         config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
     )
     assert_gemini_segmentation(response.text, scene.width, scene.height)
+
+
+def test_seed_segmentation_rest_through_interactions_with_a_mask_model(mask_server):
+    import httpx
+
+    scene = two_shape_scene()
+    body = {
+        "model": "shapes",
+        "input": [
+            {"type": "text", "text": SHAPES_SEGMENT},
+            {"type": "image", "data": sdkutil.b64(png_of(scene)), "mime_type": "image/png"},
+        ],
+        "config": {"thinking_level": "minimal", "max_output_tokens": MAX_TOKENS},
+    }
+    r = httpx.post(f"{mask_server.url}/v1beta/interactions", json=body, headers={"x-goog-api-key": sdkutil.API_KEY}, timeout=sdkutil.REQUEST_TIMEOUT_S)
+    assert r.status_code == 200, r.text[:300]
+    assert_gemini_segmentation(r.json()["steps"][-1]["content"][0]["text"], scene.width, scene.height)
+
+
+def test_the_toolkit_isnet_masks_serve_a_vlm(tmp_path_factory):
+    """`--mask-model isnet`: the built-in toolkit's ISNet fills `mask` for a vision-language model's boxes."""
+    server = start_server(tmp_path_factory.mktemp("isnet"), "isnet-masks", ["--model", "shapes", "--mask-model", "isnet"])
+    try:
+        client = sdkutil.make_client(server.url)
+        scene = two_shape_scene()
+        response = client.models.generate_content(
+            model="shapes",
+            contents=[types.Part.from_bytes(data=png_of(scene), mime_type="image/png"), SHAPES_SEGMENT],
+            config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
+        )
+        assert_gemini_segmentation(response.text, scene.width, scene.height)
+    finally:
+        stop_server(server)
