@@ -43,7 +43,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-import transformers  # noqa: E402
 from transformers import AutoImageProcessor, AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -88,59 +87,14 @@ SIZES = {
 
 
 def hub_config(size: dict, vocab_size: int, sid: dict) -> dict:
-    head_dim = size["hidden"] // size["heads"]
-    assert sum(size["mrope"]) == head_dim // 2, (size["mrope"], head_dim)
-    return {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-        "model_type": "qwen2_5_vl",
-        "attention_dropout": 0.0,
-        "bos_token_id": sid["<|endoftext|>"],
-        "eos_token_id": sid["<|im_end|>"],
-        "pad_token_id": sid["<|endoftext|>"],
-        "vision_start_token_id": sid["<|vision_start|>"],
-        "vision_end_token_id": sid["<|vision_end|>"],
-        "vision_token_id": sid["<|vision_pad|>"],
-        "image_token_id": sid["<|image_pad|>"],
-        "video_token_id": sid["<|video_pad|>"],
-        "hidden_act": "silu",
-        "hidden_size": size["hidden"],
-        "initializer_range": 0.02,
-        "intermediate_size": size["inter"],
-        "max_position_embeddings": 2048,
-        "max_window_layers": size["layers"],
-        "num_attention_heads": size["heads"],
-        "num_hidden_layers": size["layers"],
-        "num_key_value_heads": size["kv"],
-        "rms_norm_eps": 1e-6,
-        "rope_scaling": {"type": "mrope", "mrope_section": list(size["mrope"])},
-        "rope_theta": 1000000.0,
-        "sliding_window": None,
-        "tie_word_embeddings": False,
-        "torch_dtype": "float32",
-        "transformers_version": transformers.__version__,
-        "use_cache": True,
-        "use_sliding_window": False,
-        "vision_config": {
-            "model_type": "qwen2_5_vl",
-            "depth": size["v_depth"],
-            "hidden_act": "silu",
-            "hidden_size": size["v_hidden"],
-            "in_channels": 3,
-            "in_chans": 3,
-            "intermediate_size": size["v_inter"],
-            "num_heads": size["v_heads"],
-            "out_hidden_size": size["hidden"],
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "spatial_patch_size": 14,
-            "temporal_patch_size": 2,
-            "tokens_per_second": 2,
-            "window_size": size["window"],
-            "fullatt_block_indexes": list(size["fullatt"]),
-            "torch_dtype": "float32",
-        },
-        "vocab_size": vocab_size,
-    }
+    """config.json for a --size: the fixture generator's Qwen2.5-VL config with these sizes."""
+    text = {**base.TEXT, "hidden_size": size["hidden"], "intermediate_size": size["inter"],
+            "num_hidden_layers": size["layers"], "num_attention_heads": size["heads"],
+            "num_key_value_heads": size["kv"], "max_position_embeddings": 2048, "mrope_section": size["mrope"]}
+    vision = {**base.VISION, "depth": size["v_depth"], "hidden_size": size["v_hidden"],
+              "out_hidden_size": size["hidden"], "intermediate_size": size["v_inter"], "num_heads": size["v_heads"],
+              "window_size": size["window"], "fullatt_block_indexes": size["fullatt"]}
+    return base.hub_config(vocab_size, sid, text, vision)
 
 
 REGULAR_VOCAB = 640
