@@ -25,12 +25,5 @@ pub use toolkit::{Toolkit, DETECTION_MIN_SCORE};
 /// Where the toolkit's model files are: `GLIMPSE_TOOLKIT_DIR`, else `models/toolkit` beside the workspace the
 /// binary was built from, else `models/toolkit` under the current directory.
 pub fn default_model_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("GLIMPSE_TOOLKIT_DIR") {
-        return PathBuf::from(dir);
-    }
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/toolkit");
-    if built.is_dir() {
-        return built;
-    }
-    PathBuf::from("models/toolkit")
+    glimpse_core::bundled_model_dir("toolkit", "GLIMPSE_TOOLKIT_DIR")
 }

@@ -39,14 +39,7 @@ pub const SHAPES: &str = "shapes";
 /// Where the bundled `shapes` model is: `GLIMPSE_SHAPES_DIR`, else `models/shapes` beside the workspace the
 /// binary was built from, else `models/shapes` under the current directory.
 pub fn shapes_model_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("GLIMPSE_SHAPES_DIR") {
-        return PathBuf::from(dir);
-    }
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models").join(SHAPES);
-    if built.is_dir() {
-        return built;
-    }
-    PathBuf::from("models").join(SHAPES)
+    glimpse_core::bundled_model_dir(SHAPES, "GLIMPSE_SHAPES_DIR")
 }
 
 impl ModelSource {

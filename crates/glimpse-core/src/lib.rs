@@ -4,6 +4,7 @@
 //! forward passes. Nothing in this crate knows HTTP or a particular engine, so every front door shares one
 //! validation path, one set of limits and one token accounting.
 
+pub mod bundled;
 pub mod engine;
 pub mod error;
 pub mod grounding;
@@ -13,6 +14,7 @@ pub mod media_resolution;
 pub mod prompt;
 pub mod registry;
 
+pub use bundled::bundled_model_dir;
 pub use engine::{Engine, FinishReason, GenerationEvent, GenerationStream, ModelInfo, PromptTokens, Usage};
 pub use error::{Code, GlimpseError};
 pub use limits::RequestLimits;
