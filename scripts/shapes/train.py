@@ -15,6 +15,10 @@ each 28-px cell, the word, the shape's box), used only in training and never exp
 trains the vision tower alone on it for the first N steps. `eval` runs greedy generation with transformers on
 held-out scenes (the scores that count are measured through Glimpse's HTTP API by evaluate.py).
 
+Two research options, not used by train.sh (the model card says what they measured): `--oracle llm|vision|joint`
+replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower;
+`--probe W` adds linear read-outs of a middle layer at answer positions (see Encoder.probe_targets).
+
     python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
                                                                                      # model's three phases
     train.py eval  --out DIR --scenes 100
@@ -30,6 +34,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -201,6 +206,7 @@ class Encoder:
         self.header = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
         self.im_end = tok.convert_tokens_to_ids("<|im_end|>")
         self.pad = tok.convert_tokens_to_ids("<|endoftext|>")
+        self.probes = False  # --probe
 
     def encode_train(self, scene, qas, image_first=True) -> dict:
         msgs = conversation(scene, qas, image_first)
@@ -225,8 +231,44 @@ class Encoder:
         assert n_ans == len(qas), (n_ans, len(qas))
         grid = enc["image_grid_thw"][0].tolist()
         assert [grid[1] * 14, grid[2] * 14] == [scene.resized_height, scene.resized_width], (grid, scene)
-        return {"input_ids": ids, "labels": labels, "task_ids": task_ids, "mm_token_type_ids": enc["mm_token_type_ids"][0],
-                "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
+        ex = {"input_ids": ids, "labels": labels, "task_ids": task_ids, "mm_token_type_ids": enc["mm_token_type_ids"][0],
+              "pixel_values": enc["pixel_values"], "image_grid_thw": enc["image_grid_thw"]}
+        if self.probes:
+            ex["probe"] = self.probe_targets(ids, labels, scene, qas)
+        return ex
+
+    def probe_targets(self, ids, labels, scene, qas) -> dict:
+        """Training-only targets for --probe, at each position that predicts an answer token: what the token
+        about to be written is about (colour and shape of the object asked about or being described, which
+        coordinate and digit of a box it is, that object's box) and which labels the scene holds. Each is an
+        intermediate step of an answer; supervising it directly turns answers that need two facts at once
+        (question x picture, coordinate x box) into two one-fact lookups that a small model learns fast."""
+        L = len(ids)
+        colour = torch.full((L,), -100, dtype=torch.long)
+        shape = torch.full((L,), -100, dtype=torch.long)
+        slot = torch.full((L,), -100, dtype=torch.long)
+        box = torch.zeros((L, 4))
+        has_box = torch.zeros(L, dtype=torch.bool)
+        answer_pos = torch.zeros(L, dtype=torch.bool)
+        starts = [k for k in range(1, L) if labels[k] != -100 and labels[k - 1] == -100]
+        for qa, a in zip(qas, starts):
+            j = a
+            while j < L and labels[j] != -100:
+                j += 1
+            answer_pos[a - 1:j - 1] = True
+            per_token = probe_of_answer(scene, qa, self.p.tokenizer, ids[a:j - 1].tolist())
+            if per_token is None:
+                continue
+            for k, (c, sh, sl, b) in enumerate(per_token):
+                colour[a - 1 + k], shape[a - 1 + k], slot[a - 1 + k] = c, sh, sl
+                if b is not None:
+                    box[a - 1 + k] = torch.tensor(b, dtype=torch.float32) / 160.0
+                    has_box[a - 1 + k] = True
+        bag = torch.zeros(len(LABELS))
+        for o in scene.objects:
+            bag[LABELS.index(o.label)] = 1.0
+        return {"colour": colour, "shape": shape, "slot": slot, "box": box, "has_box": has_box,
+                "answer_pos": answer_pos, "bag": bag[None].expand(L, -1).clone()}
 
     def collate(self, items: list[dict]) -> dict:
         L = max(len(it["input_ids"]) for it in items)
@@ -246,6 +288,14 @@ class Encoder:
         batch = {"input_ids": ids, "labels": lab, "task_ids": tid, "attention_mask": att, "mm_token_type_ids": mm,
                  "pixel_values": torch.cat([it["pixel_values"] for it in items]),
                  "image_grid_thw": torch.cat([it["image_grid_thw"] for it in items])}
+        if "probe" in items[0]:
+            batch["probe"] = {}
+            for k, v in items[0]["probe"].items():
+                fill = -100 if v.dtype == torch.long else 0
+                t = torch.full((B, L) + tuple(v.shape[1:]), fill, dtype=v.dtype)
+                for b, it in enumerate(items):
+                    t[b, :len(it["input_ids"])] = it["probe"][k]
+                batch["probe"][k] = t
         if "aux" in items[0]:
             batch["aux"] = {k: torch.cat([it["aux"][k] for it in items]) for k in items[0]["aux"]}
         return batch
@@ -295,6 +345,11 @@ def aux_targets(scene) -> dict:
                 word[k] = scenes.WORDS.index(scene.word)
     pos = np.array([[(c * 28 + 14) / scene.resized_width, (r * 28 + 14) / scene.resized_height]
                     for r in range(gh) for c in range(gw)], dtype=np.float32)
+    pos_px = pos * np.array([scene.resized_width, scene.resized_height], dtype=np.float32)
+    box_px = np.zeros((gh * gw, 4), dtype=np.float32)  # the answer's units: pixels of the resized input
+    for k in range(gh * gw):
+        if cls[k] >= 2:
+            box_px[k] = next(o.box_resized for o in scene.objects if o.label == LABELS[cls[k] - 2])
     lens = np.full((gh * gw, 2), -100, dtype=np.int64)  # answer tokens each cell should read as (--lens)
     for k in range(gh * gw):
         if cls[k] >= 2:
@@ -303,7 +358,78 @@ def aux_targets(scene) -> dict:
         elif cls[k] == 1:
             lens[k, 0] = LENS_IDS[scene.word]
     return {"cls": torch.from_numpy(cls), "word": torch.from_numpy(word), "box": torch.from_numpy(box),
-            "has_box": torch.from_numpy(has_box), "lens": torch.from_numpy(lens), "pos": torch.from_numpy(pos)}
+            "has_box": torch.from_numpy(has_box), "lens": torch.from_numpy(lens), "pos": torch.from_numpy(pos),
+            "pos_px": torch.from_numpy(pos_px), "box_px": torch.from_numpy(box_px)}
+
+
+def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int]):
+    """(colour, shape, slot, box) for each answer token (see Encoder.probe_targets); None when the
+    answer's tokens in the conversation are not its tokens alone."""
+    enc = tokenizer(qa.answer, add_special_tokens=False, return_offsets_mapping=True)
+    if enc["input_ids"] != answer_ids:
+        return None
+    colours, shapes = list(scenes.COLOURS), list(scenes.SHAPES)
+    words = qa.question.lower().rstrip("?.").split()
+    q_colour = next((colours.index(w) for w in words if w in colours), -100)
+    q_shape = next((shapes.index(w.rstrip("s")) for w in words if w.rstrip("s") in shapes), -100)
+    if "left of" in qa.question:  # two objects: no single one
+        q_colour = q_shape = -100
+    if qa.task != "detect":
+        return [(q_colour, q_shape, -100, None)] * len(answer_ids)
+    # detection: which object each character belongs to, and each digit's coordinate and place
+    text = qa.answer
+    char_obj = [-1] * len(text)
+    char_slot = [-100] * len(text)
+    for n, m in enumerate(re.finditer(r"\{[^}]*\}", text)):
+        for k in range(m.start(), m.end()):
+            char_obj[k] = n
+        arr = re.search(r"\[([0-9, ]+)\]", m.group(0))
+        for c, num in enumerate(re.finditer(r"[0-9]+", arr.group(1))):
+            start = m.start() + arr.start(1) + num.start()
+            for d in range(len(num.group(0))):
+                char_slot[start + d] = c * 3 + (len(num.group(0)) - 1 - d)
+    objs = [None] + [next(o for o in scene.objects if o.label == b["label"]) for b in qa.meta["boxes"]]
+    out = []
+    for (s0, s1) in enc["offset_mapping"]:
+        n = max(char_obj[s0:s1] or [-1])
+        o = objs[n + 1]
+        sl = next((x for x in char_slot[s0:s1] if x != -100), -100)
+        if o is None:
+            out.append((-100, -100, -100, None))
+        else:
+            out.append((colours.index(o.colour), shapes.index(o.shape), sl, o.box_resized))
+    return out
+
+
+class ProbeHead(torch.nn.Module):
+    """Training-only linear read-outs of a middle layer's hidden state at answer positions (--probe)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = torch.nn.Linear(dim, len(scenes.COLOURS) + len(scenes.SHAPES) + 12 + 4 + len(LABELS))
+
+    def loss(self, hidden: torch.Tensor, t: dict) -> tuple[torch.Tensor, dict]:
+        F = torch.nn.functional
+        nc, ns = len(scenes.COLOURS), len(scenes.SHAPES)
+        y = self.proj(F.layer_norm(hidden, hidden.shape[-1:]))  # the residual's scale grows
+        parts, total = {}, hidden.sum() * 0
+        for name, lo, hi in (("colour", 0, nc), ("shape", nc, nc + ns), ("slot", nc + ns, nc + ns + 12)):
+            sel = t[name] != -100
+            if sel.any():
+                v = F.cross_entropy(y[sel][:, lo:hi], t[name][sel])
+                parts["probe_" + name] = float(v)
+                total = total + v
+        hb = t["has_box"]
+        if hb.any():
+            v = F.smooth_l1_loss(y[hb][:, nc + ns + 12:nc + ns + 16], t["box"][hb], beta=0.02) * 10
+            parts["probe_box"] = float(v)
+            total = total + v
+        ap = t["answer_pos"]
+        if ap.any():
+            v = F.binary_cross_entropy_with_logits(y[ap][:, -len(LABELS):], t["bag"][ap])
+            parts["probe_bag"] = float(v)
+            total = total + v
+        return total, parts
 
 
 LENS_IDS: dict[str, int] = {}
@@ -336,7 +462,7 @@ def train_example(enc: Encoder, index: int, args, step: int = 0) -> dict:
     weights = {**TASK_WEIGHTS, **json.loads(args.task_weights)} if args.task_weights else TASK_WEIGHTS
     qas = scenes.sample_qas(scene, rng, k, weights, args.det_style)
     ex = enc.encode_train(scene, qas, image_first=rng.random() < 0.85)
-    if getattr(args, "aux", 0):
+    if getattr(args, "aux", 0) or getattr(args, "oracle", "off") != "off":
         ex["aux"] = aux_targets(scene)
     return ex
 
@@ -400,7 +526,63 @@ class AuxHead(torch.nn.Module):
         return total, parts
 
 
+class Oracle(torch.nn.Module):
+    """Training-only: the image tokens a perfect vision tower could give, built from the scene's ground truth
+    (per 28-px cell: its class, its word, its own position and its shape's box in pixels of the resized input,
+    as Fourier features). With --oracle llm the language model learns the tasks on these tokens alone (no
+    vision tower: fast, and the answers' dependence on the picture is clean from the first step); with
+    --oracle vision the tower learns to produce them; with --oracle joint both train on real pixels while the
+    tower is held near them. Never exported: the checkpoint is the plain Qwen2.5-VL."""
+
+    PERIODS = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
+
+    def __init__(self, dim: int):
+        super().__init__()
+        # colour and shape apart (questions name either), and what the cell is: background, word or shape
+        self.kind = torch.nn.Embedding(3, dim)
+        self.colour = torch.nn.Embedding(len(scenes.COLOURS), dim)
+        self.shape = torch.nn.Embedding(len(scenes.SHAPES), dim)
+        self.word = torch.nn.Embedding(len(scenes.WORDS) + 1, dim)
+        self.val = torch.nn.Linear(6 * (1 + 2 * len(self.PERIODS)), dim)
+        for p in (self.kind.weight, self.colour.weight, self.shape.weight, self.word.weight):
+            torch.nn.init.normal_(p, std=0.5)
+
+    def forward(self, t: dict) -> torch.Tensor:
+        vals = torch.cat([t["pos_px"], t["box_px"]], dim=1)  # (N, 6) pixels
+        ang = vals[:, :, None] * (2 * math.pi / torch.tensor(self.PERIODS))
+        feats = torch.cat([vals[:, :, None] / 160.0, torch.sin(ang), torch.cos(ang)], dim=2)  # (N, 6, 13)
+        feats[:, 2:] *= t["has_box"][:, None, None].to(feats.dtype)  # no box where no shape
+        word = torch.where(t["word"] >= 0, t["word"] + 1, torch.zeros_like(t["word"]))
+        label = (t["cls"] - 2).clamp(min=0)  # LABELS is colour-major
+        is_shape = (t["cls"] >= 2).to(feats.dtype)[:, None]
+        n_shapes = len(scenes.SHAPES)
+        return self.kind(t["cls"].clamp(max=2)) + is_shape * (self.colour(label // n_shapes) + self.shape(label % n_shapes)) \
+            + self.word(word) + self.val(feats.reshape(len(vals), -1))
+
+
+def oracle_distance(feats: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error relative to the target's mean square (scale-free)."""
+    return ((feats - target) ** 2).mean() / (target ** 2).mean().clamp(min=1e-6)
+
+
+def use_oracle_tokens(model, oracle: Oracle, current: dict) -> None:
+    """Make the vision tower return the oracle's tokens for the batch in current["aux"] (skipping its work)."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    def forward(pixel_values, grid_thw=None, **_kw):
+        return BaseModelOutputWithPooling(pooler_output=oracle(current["aux"]))
+    model.model.visual.forward = forward
+
+
 _FEATS: dict = {}
+
+
+def accumulate(per_task: dict, parts: dict) -> None:
+    """Add one step's named loss parts to the running {name: [sum, count]} of the log."""
+    for k, v in parts.items():
+        acc = per_task.setdefault(k, [0.0, 0])
+        acc[0] += v
+        acc[1] += 1
 
 
 def capture_vision(model) -> None:
@@ -410,11 +592,14 @@ def capture_vision(model) -> None:
     model.model.visual.register_forward_hook(hook)
 
 
-def loss_of(model, batch, per_task: dict | None = None) -> tuple[torch.Tensor, int]:
-    """Mean cross entropy over answer tokens; `per_task` accumulates {task: [sum, count]}."""
+def loss_of(model, batch, per_task: dict | None = None, hidden: dict | None = None) -> tuple[torch.Tensor, int]:
+    """Mean cross entropy over answer tokens; `per_task` accumulates {task: [sum, count]}; `hidden`, when
+    given, receives the hidden states of every layer."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                 mm_token_type_ids=batch["mm_token_type_ids"], pixel_values=batch["pixel_values"],
-                image_grid_thw=batch["image_grid_thw"], use_cache=False)
+                image_grid_thw=batch["image_grid_thw"], use_cache=False, output_hidden_states=hidden is not None)
+    if hidden is not None:
+        hidden["all"] = out.hidden_states
     logits = out.logits[:, :-1]
     tgt = batch["labels"][:, 1:]
     mask = tgt != -100
@@ -431,10 +616,15 @@ def loss_of(model, batch, per_task: dict | None = None) -> tuple[torch.Tensor, i
     return tok_loss.mean(), int(mask.sum())
 
 
-def aux_w(step: int, args) -> float:
-    """Auxiliary dense loss weight: args.aux, fading linearly to 0 over the last half of training."""
+def fade(step: int, args) -> float:
+    """Weight of the training-only losses: 1, falling linearly to 0 over the last half of training."""
     half = args.steps // 2
-    return args.aux * (1.0 if step < half else max(0.0, 1 - (step - half) / max(1, args.steps - half)))
+    return 1.0 if step < half else max(0.0, 1 - (step - half) / max(1, args.steps - half))
+
+
+def aux_w(step: int, args) -> float:
+    """Auxiliary dense loss weight: args.aux, fading with `fade`."""
+    return args.aux * fade(step, args)
 
 
 def lr_at(step: int, args) -> float:
@@ -481,6 +671,8 @@ def dist_setup():
 def allreduce_grads(model, world: int) -> None:
     import torch.distributed as dist
     grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:  # a part this phase does not train
+        return
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
     flat /= world
@@ -503,6 +695,7 @@ def cmd_train(args) -> None:
         dist.barrier()
     out, cfg, processor = setup(args) if rank == 0 or world == 1 else setup_readonly(args)
     enc = Encoder(processor)
+    enc.probes = bool(args.probe)
     set_lens_ids(processor.tokenizer)
     model = new_model(cfg, seed=0)
     model.config._attn_implementation = "sdpa"
@@ -517,18 +710,47 @@ def cmd_train(args) -> None:
         torch.manual_seed(1)
         aux_head = AuxHead(cfg["hidden_size"])
         capture_vision(model)
-    decay, no_decay = [], []
-    named = list(model.named_parameters()) + (list(aux_head.named_parameters()) if aux_head else [])
-    for n, p in named:
-        (no_decay if p.ndim < 2 or "norm" in n or "embed" in n else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    oracle = None
+    current: dict = {}
+    if args.oracle != "off":
+        torch.manual_seed(2)
+        oracle = Oracle(cfg["hidden_size"])
+        if args.oracle == "llm":
+            use_oracle_tokens(model, oracle, current)
+        elif aux_head is None:
+            capture_vision(model)
+    probe_head = None
+    if args.probe:
+        torch.manual_seed(3)
+        probe_head = ProbeHead(cfg["hidden_size"])
+    named = list(model.named_parameters()) + (list(aux_head.named_parameters()) if aux_head else []) \
+        + ([("oracle." + n, p) for n, p in oracle.named_parameters()] if oracle is not None else [])
+    probe_named = [("probe." + n, p) for n, p in probe_head.named_parameters()] if probe_head is not None else []
+
+    def groups(params: list) -> list[dict]:
+        decay = [p for n, p in params if not (p.ndim < 2 or "norm" in n or "embed" in n)]
+        no_decay = [p for n, p in params if p.ndim < 2 or "norm" in n or "embed" in n]
+        return [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups(named), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     ckpt = out / "ckpt.pt"
     start = 0
-    if ckpt.exists() and not args.fresh:
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    st = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() and not args.fresh else None
+    # the probe head's groups come last, and only join before loading a state that has them
+    probe_saved = st is not None and len(st["opt"]["param_groups"]) > 2
+    if probe_named and (st is None or probe_saved):
+        for g in groups(probe_named):
+            opt.add_param_group(g)
+    named += probe_named
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
+        if probe_named and not probe_saved:
+            for g in groups(probe_named):
+                opt.add_param_group(g)
+        if probe_head is not None and st.get("probe"):
+            probe_head.load_state_dict(st["probe"])
+        if oracle is not None and st.get("oracle"):
+            oracle.load_state_dict(st["oracle"])
         if aux_head is not None and "aux" in st:
             try:
                 aux_head.load_state_dict(st["aux"])
@@ -552,17 +774,27 @@ def cmd_train(args) -> None:
         data_t += time.time() - td
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args)
-        if step < args.vision_warmup:  # the vision tower alone learns the dense targets first
+        current["aux"] = batch.get("aux")
+        if step < args.vision_warmup or args.oracle == "vision":  # the vision tower alone on dense targets
             model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
             loss, ntok = torch.zeros(()), 0
         else:
-            loss, ntok = loss_of(model, batch, per_task)
-        if aux_head is not None:
+            hidden = {} if probe_head is not None else None
+            loss, ntok = loss_of(model, batch, per_task, hidden)
+            if probe_head is not None:
+                lp, parts = probe_head.loss(hidden["all"][args.probe_layer], batch["probe"])
+                accumulate(per_task, parts)
+                loss = loss + args.probe * fade(step, args) * lp
+        if oracle is not None and args.oracle in ("vision", "joint"):
+            with torch.no_grad():
+                target = oracle(batch["aux"])
+            feats = _FEATS["v"] if aux_head is not None else _FEATS.pop("v")
+            lo = oracle_distance(feats, target)
+            accumulate(per_task, {"oracle": float(lo)})
+            loss = loss + (1.0 if args.oracle == "vision" else args.oracle_w) * lo
+        if aux_head is not None and args.oracle != "llm":
             la, parts = aux_head.loss(_FEATS.pop("v"), batch["aux"], lens, args.lens)
-            for k2, v2 in parts.items():
-                acc = per_task.setdefault(k2, [0.0, 0])
-                acc[0] += v2
-                acc[1] += 1
+            accumulate(per_task, parts)
             loss = loss + aux_w(step, args) * la
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -570,6 +802,10 @@ def cmd_train(args) -> None:
             allreduce_grads(model, world)
             if aux_head is not None:
                 allreduce_grads(aux_head, world)
+            if oracle is not None and args.oracle == "llm":
+                allreduce_grads(oracle, world)
+            if probe_head is not None:
+                allreduce_grads(probe_head, world)
         gn = torch.nn.utils.clip_grad_norm_([p for _, p in named], args.clip)
         opt.step()
         step += 1
@@ -600,7 +836,9 @@ def cmd_train(args) -> None:
             continue
         if done or save_now:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "aux": aux_head.state_dict() if aux_head is not None else None}, ckpt)
+                        "aux": aux_head.state_dict() if aux_head is not None else None,
+                        "oracle": oracle.state_dict() if oracle is not None else None,
+                        "probe": probe_head.state_dict() if probe_head is not None else None}, ckpt)
             save_weights(model, out)
             last_save = time.time()
         if args.eval_every and step % args.eval_every == 0 and not done:
@@ -771,6 +1009,12 @@ def main() -> None:
         p.add_argument("--stop-at", type=int, default=0, help="stop (and save) at this step; the schedule stays --steps")
         p.add_argument("--task-weights", default="", help='JSON overriding TASK_WEIGHTS, e.g. {"yesno": 2}')
         p.add_argument("--lens", type=float, default=0.0, help="weight of the image-tokens-read-as-words loss (--aux)")
+        p.add_argument("--oracle", default="off", choices=["off", "llm", "vision", "joint"],
+                       help="ground-truth image tokens: llm learns on them, vision learns to give them, joint both")
+        p.add_argument("--oracle-w", type=float, default=1.0, help="--oracle joint: weight of the tower-to-oracle loss")
+        p.add_argument("--probe", type=float, default=0.0,
+                       help="weight of the middle-layer read-outs of what each answer token is about")
+        p.add_argument("--probe-layer", type=int, default=2, help="--probe reads this layer's output")
         p.add_argument("--single-p0", type=float, default=0.0, help="curriculum: share of one-shape scenes ...")
         p.add_argument("--single-p1", type=float, default=0.1, help="... falling to this share ...")
         p.add_argument("--single-from", type=int, default=0, help="... from this step ...")
