@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import socket
@@ -57,9 +56,7 @@ def questions(seed: int, n: int) -> list[dict]:
     for i in range(n):
         sc = scenes.make_scene(seed, i)
         rng = np.random.default_rng([seed, i, 11])
-        buf = io.BytesIO()
-        sc.image.save(buf, format="PNG")
-        png = base64.b64encode(buf.getvalue()).decode()
+        png = base64.b64encode(sc.png()).decode()
         for task in TASKS:
             item = {"scene": i, "task": task, "png": png}
             if task == "detect":

@@ -32,6 +32,7 @@ Only Pillow and numpy are needed.  ``python scenes.py --seed 0 --count 8 --out D
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -232,6 +233,12 @@ class Scene:
         else:
             body = ", ".join(names[:-1]) + " and " + names[-1]
         return f"{body[0].upper()}{body[1:]}."
+
+    def png(self) -> bytes:
+        """The picture as PNG bytes (what a client uploads)."""
+        buf = io.BytesIO()
+        self.image.save(buf, format="PNG")
+        return buf.getvalue()
 
     def grid_tokens(self) -> int:
         return (self.resized_width // FACTOR) * (self.resized_height // FACTOR)

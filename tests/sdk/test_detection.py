@@ -164,12 +164,6 @@ def two_shape_scene() -> scenes.Scene:
     return next(s for s in map(lambda i: scenes.make_scene(31337, i), range(100)) if len(s.objects) >= 2)
 
 
-def png_of(scene: scenes.Scene) -> bytes:
-    out = io.BytesIO()
-    scene.image.save(out, format="PNG")
-    return out.getvalue()
-
-
 def mask_pixels(box: list[int], width: int, height: int) -> tuple[int, int]:
     """The size in pixels of the image region a Gemini box covers (what `mask` must cover)."""
     ymin, xmin, ymax, xmax = box
@@ -213,7 +207,7 @@ def test_seed_segmentation_with_a_mask_model(mask_server):
     client = sdkutil.make_client(mask_server.url)
     response = client.models.generate_content(
         model="shapes",
-        contents=[types.Part.from_bytes(data=png_of(scene), mime_type="image/png"), SHAPES_SEGMENT],
+        contents=[types.Part.from_bytes(data=scene.png(), mime_type="image/png"), SHAPES_SEGMENT],
         config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
     )
     assert_gemini_segmentation(response.text, scene.width, scene.height)
@@ -227,7 +221,7 @@ def test_seed_segmentation_rest_through_interactions_with_a_mask_model(mask_serv
         "model": "shapes",
         "input": [
             {"type": "text", "text": SHAPES_SEGMENT},
-            {"type": "image", "data": sdkutil.b64(png_of(scene)), "mime_type": "image/png"},
+            {"type": "image", "data": sdkutil.b64(scene.png()), "mime_type": "image/png"},
         ],
         "config": {"thinking_level": "minimal", "max_output_tokens": MAX_TOKENS},
     }
@@ -244,7 +238,7 @@ def test_the_toolkit_isnet_masks_serve_a_vlm(tmp_path_factory):
         scene = two_shape_scene()
         response = client.models.generate_content(
             model="shapes",
-            contents=[types.Part.from_bytes(data=png_of(scene), mime_type="image/png"), SHAPES_SEGMENT],
+            contents=[types.Part.from_bytes(data=scene.png(), mime_type="image/png"), SHAPES_SEGMENT],
             config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
         )
         assert_gemini_segmentation(response.text, scene.width, scene.height)

@@ -7,7 +7,6 @@ scenes, measured through the HTTP API by scripts/shapes/evaluate.py, are in mode
 from __future__ import annotations
 
 import base64
-import io
 import sys
 
 import httpx
@@ -47,14 +46,8 @@ def client(shapes_url):
     return sdkutil.make_client(shapes_url)
 
 
-def png_of(scene: scenes.Scene) -> bytes:
-    buf = io.BytesIO()
-    scene.image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def ask(client, scene: scenes.Scene, question: str) -> str:
-    part = types.Part.from_bytes(data=png_of(scene), mime_type="image/png")
+    part = types.Part.from_bytes(data=scene.png(), mime_type="image/png")
     return client.models.generate_content(model=MODEL, contents=[part, question]).text.strip()
 
 
@@ -79,7 +72,7 @@ def test_openai_chat_completions_caption(shapes_url):
     import openai
 
     oai = openai.OpenAI(api_key=sdkutil.API_KEY, base_url=f"{shapes_url}/v1beta/openai/", max_retries=0)
-    data_url = "data:image/png;base64," + base64.b64encode(png_of(RED_CIRCLE)).decode()
+    data_url = "data:image/png;base64," + base64.b64encode(RED_CIRCLE.png()).decode()
     r = oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": data_url}},
         {"type": "text", "text": "Caption this image."},
