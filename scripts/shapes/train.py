@@ -207,6 +207,7 @@ class Encoder:
         self.im_end = tok.convert_tokens_to_ids("<|im_end|>")
         self.pad = tok.convert_tokens_to_ids("<|endoftext|>")
         self.probes = False  # --probe
+        self.probe_where = False  # --probe-where
 
     def encode_train(self, scene, qas, image_first=True) -> dict:
         msgs = conversation(scene, qas, image_first)
@@ -254,7 +255,7 @@ class Encoder:
         answer_pos = torch.zeros(L, dtype=torch.bool)
         for qa, (a, j) in zip(qas, spans):
             answer_pos[a - 1:j - 1] = True
-            per_token = probe_of_answer(scene, qa, self.p.tokenizer, ids[a:j - 1].tolist())
+            per_token = probe_of_answer(scene, qa, self.p.tokenizer, ids[a:j - 1].tolist(), self.probe_where)
             if per_token is None:
                 continue
             for k, (c, sh, sl, b) in enumerate(per_token):
@@ -358,7 +359,24 @@ def aux_targets(scene) -> dict:
             "pos_px": torch.from_numpy(pos_px), "box_px": torch.from_numpy(box_px)}
 
 
-def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int]):
+def where_of_question(scene, qa):
+    """--probe-where: the box read-out's target for a question that is not detection. The box of the object the
+    question or the answer names ("Where is the red circle?", "Is there a red star?", "Which shape is highest?"),
+    or, for "Is the A to the left of the B?", the centres of A and B (x, y, x, y); None when no object is named.
+    Relations and positions need the language model to gather where the named objects are, which no other
+    target asks of it."""
+    by_label = {o.label: o for o in scene.objects}
+    if "left of" in qa.question:
+        m = re.match(r"Is the (.+) to the left of the (.+)\?", qa.question)
+        if not m or m.group(1) not in by_label or m.group(2) not in by_label:
+            return None
+        a, b = by_label[m.group(1)].box_resized, by_label[m.group(2)].box_resized
+        return [(a[0] + a[2]) / 2, (a[1] + a[3]) / 2, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2]
+    named = [lab for lab in by_label if lab in qa.question] or [lab for lab in by_label if lab == qa.answer]
+    return list(by_label[named[0]].box_resized) if len(named) == 1 else None
+
+
+def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int], where: bool = False):
     """(colour, shape, slot, box) for each answer token (see Encoder.probe_targets); None when the
     answer's tokens in the conversation are not its tokens alone."""
     enc = tokenizer(qa.answer, add_special_tokens=False, return_offsets_mapping=True)
@@ -371,7 +389,7 @@ def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int]):
     if "left of" in qa.question:  # two objects: no single one
         q_colour = q_shape = -100
     if qa.task != "detect":
-        return [(q_colour, q_shape, -100, None)] * len(answer_ids)
+        return [(q_colour, q_shape, -100, where_of_question(scene, qa) if where else None)] * len(answer_ids)
     # detection: which object each character belongs to, and each digit's coordinate and place
     text = qa.answer
     char_obj = [-1] * len(text)
@@ -692,6 +710,7 @@ def cmd_train(args) -> None:
     out, cfg, processor = setup(args) if rank == 0 or world == 1 else setup_readonly(args)
     enc = Encoder(processor)
     enc.probes = bool(args.probe)
+    enc.probe_where = args.probe_where
     set_lens_ids(processor.tokenizer)
     model = new_model(cfg, seed=0)
     model.config._attn_implementation = "sdpa"
@@ -1011,6 +1030,8 @@ def main() -> None:
         p.add_argument("--probe", type=float, default=0.0,
                        help="weight of the middle-layer read-outs of what each answer token is about")
         p.add_argument("--probe-layer", type=int, default=2, help="--probe reads this layer's output")
+        p.add_argument("--probe-where", action="store_true",
+                       help="--probe also reads out where the objects a question names are (see where_of_question)")
         p.add_argument("--single-p0", type=float, default=0.0, help="curriculum: share of one-shape scenes ...")
         p.add_argument("--single-p1", type=float, default=0.1, help="... falling to this share ...")
         p.add_argument("--single-from", type=int, default=0, help="... from this step ...")
