@@ -15,12 +15,13 @@ each 28-px cell, the word, the shape's box), used only in training and never exp
 trains the vision tower alone on it for the first N steps. `eval` runs greedy generation with transformers on
 held-out scenes (the scores that count are measured through Glimpse's HTTP API by evaluate.py).
 
-Two research options, not used by train.sh (the model card says what they measured): `--oracle llm|vision|joint`
-replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower;
-`--probe W` adds linear read-outs of a middle layer at answer positions (see Encoder.probe_targets).
+`--probe W` adds linear read-outs of a middle layer at answer positions (see Encoder.probe_targets); train.sh
+uses it at 0.2. Two research options it does not use (the model card says what they measured): `--oracle
+llm|vision|joint` replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart
+from the tower; `--probe-where` adds where the named objects are to the read-outs (see where_of_question).
 
     python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
-                                                                                     # model's three phases
+                                                                                     # model's four phases
     train.py eval  --out DIR --scenes 100
     train.py bench --steps 20          # throughput only
 
