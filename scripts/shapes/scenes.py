@@ -426,7 +426,7 @@ class QA:
     task: str
     question: str
     answer: str
-    meta: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # detect: "boxes"; a question about given shapes: their "named" labels
 
 
 def _pick(rng, seq):
@@ -458,7 +458,8 @@ def ask(scene: Scene, task: str, rng: np.random.Generator, det_style: str = "com
             a, b = [objs[i] for i in rng.choice(len(objs), size=2, replace=False)]
             if abs(a.center[0] - b.center[0]) >= 0.06 * scene.width:
                 yes = a.center[0] < b.center[0]
-                return QA(task, f"Is the {a.label} to the left of the {b.label}?", "Yes" if yes else "No")
+                return QA(task, f"Is the {a.label} to the left of the {b.label}?", "Yes" if yes else "No",
+                          {"named": [a.label, b.label]})
             k = 0
         if k == 3:
             k = 2
@@ -478,7 +479,8 @@ def ask(scene: Scene, task: str, rng: np.random.Generator, det_style: str = "com
                     if f"{c} {s}" not in labels and (c in colours_present or s in shapes_present)]
             far = [f"{c} {s}" for c in COLOURS for s in SHAPES if f"{c} {s}" not in labels]
             lab = _pick(rng, near if (near and rng.random() < 0.5) else far)
-        return QA(task, f"Is there {article(lab)} {lab}?", "Yes" if lab in labels else "No")
+        return QA(task, f"Is there {article(lab)} {lab}?", "Yes" if lab in labels else "No",
+                  {"named": [lab]} if lab in labels else {})
     if task == "attribute":
         opts = []
         for s in sorted(shapes_present):
@@ -508,7 +510,7 @@ def ask(scene: Scene, task: str, rng: np.random.Generator, det_style: str = "com
                     continue
                 phr = {"left": "furthest left", "right": "furthest right", "top": "highest",
                        "bottom": "lowest"}[arg]
-                return QA(task, f"Which shape is {phr}?", order[0].label)
+                return QA(task, f"Which shape is {phr}?", order[0].label, {"named": [order[0].label]})
             if kind == "where":
                 o = objs[arg]
                 fx, fy = o.center[0] / scene.width, o.center[1] / scene.height
@@ -516,7 +518,7 @@ def ask(scene: Scene, task: str, rng: np.random.Generator, det_style: str = "com
                 if min(abs(fx - 1 / 3), abs(fx - 2 / 3), abs(fy - 1 / 3), abs(fy - 2 / 3)) < 0.05:
                     continue
                 pos = POSITIONS[min(2, int(fy * 3))][min(2, int(fx * 3))]
-                return QA(task, f"Where is the {o.label}?", pos)
+                return QA(task, f"Where is the {o.label}?", pos, {"named": [o.label]})
         o = objs[0]
         return QA(task, f"What colour is the {o.shape}?", o.colour) if \
             sum(x.shape == o.shape for x in objs) == 1 else QA(task, "How many shapes are there?", str(len(objs)))

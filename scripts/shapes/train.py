@@ -361,20 +361,16 @@ def aux_targets(scene) -> dict:
 
 
 def where_of_question(scene, qa):
-    """--probe-where: the box read-out's target for a question that is not detection. The box of the object the
-    question or the answer names ("Where is the red circle?", "Is there a red star?", "Which shape is highest?"),
-    or, for "Is the A to the left of the B?", the centres of A and B (x, y, x, y); None when no object is named.
-    Relations and positions need the language model to gather where the named objects are, which no other
-    target asks of it."""
-    by_label = {o.label: o for o in scene.objects}
-    if "left of" in qa.question:
-        m = re.match(r"Is the (.+) to the left of the (.+)\?", qa.question)
-        if not m or m.group(1) not in by_label or m.group(2) not in by_label:
-            return None
-        a, b = by_label[m.group(1)].box_resized, by_label[m.group(2)].box_resized
+    """--probe-where: the box read-out's target for a question that is not detection. The box of the one object
+    the question or its answer names (`qa.meta["named"]`: "Where is the red circle?", "Is there a red star?",
+    "Which shape is highest?"), or, for the two of "Is the A to the left of the B?", the centres of A and B
+    (x, y, x, y); None when no object is named. Relations and positions need the language model to gather where
+    the named objects are, which no other target asks of it."""
+    boxes = [next(o for o in scene.objects if o.label == lab).box_resized for lab in qa.meta.get("named", [])]
+    if len(boxes) == 2:
+        a, b = boxes
         return [(a[0] + a[2]) / 2, (a[1] + a[3]) / 2, (b[0] + b[2]) / 2, (b[1] + b[3]) / 2]
-    named = [lab for lab in by_label if lab in qa.question] or [lab for lab in by_label if lab == qa.answer]
-    return list(by_label[named[0]].box_resized) if len(named) == 1 else None
+    return list(boxes[0]) if boxes else None
 
 
 def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int], where: bool = False):
