@@ -15,10 +15,10 @@ each 28-px cell, the word, the shape's box), used only in training and never exp
 trains the vision tower alone on it for the first N steps. `eval` runs greedy generation with transformers on
 held-out scenes (the scores that count are measured through Glimpse's HTTP API by evaluate.py).
 
-`--probe W` adds linear read-outs of a middle layer at answer positions (see Encoder.probe_targets); train.sh
-uses it at 0.2. Two research options it does not use (the model card says what they measured): `--oracle
-llm|vision|joint` replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart
-from the tower; `--probe-where` adds where the named objects are to the read-outs (see where_of_question).
+`--probe W` adds linear read-outs of a middle layer at answer positions (see Encoder.probe_targets), and
+`--probe-where` adds where the named objects are to them (see where_of_question); train.sh uses both, at 0.2.
+A research option it does not use (the model card says what it measured): `--oracle llm|vision|joint`
+replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower.
 
     python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
                                                                                      # model's four phases

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Trains the bundled `shapes` model from scratch on 2 CPU cores and installs it into models/shapes: the four
-# phases below are the commands that made the committed weights (22 + 23 + 54 + 11 minutes on 2 cores; --stop-at
+# phases below are the commands that made the committed weights (17 + 13 + 45 + 15 minutes on 2 cores; --stop-at
 # ends the first two where an earlier run's phases ended). --probe: training-only read-outs of layer 2 at the
 # answer positions (what the question asks about, the box digit being written, the scene's labels), which get
-# the binding questions (yes/no, counting) off their plateau; every phase needs the same --aux/--probe flags.
+# the binding questions (yes/no, counting) off their plateau; --probe-where adds where the objects a question
+# names are (relations, extremes, "where"); every phase needs the same --aux/--probe flags.
 # Needs a Python with requirements.txt (torch, transformers, ...): PYTHON=/path/to/python.
 #   scripts/shapes/train.sh [WORK_DIR]      (default /tmp/shapes-train; checkpoints and the log stay there)
 set -euo pipefail
@@ -12,7 +13,7 @@ python=${PYTHON:-python3}
 work=${1:-/tmp/shapes-train}
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 train() { "$python" -m torch.distributed.run --nproc-per-node 2 scripts/shapes/train.py train --out "$work" \
-            --size m --batch 8 --lr 2e-3 --vision-warmup 1200 --aux 1 --probe 0.2 --probe-layer 2 --log-every 50 --save-minutes 8 "$@"; }
+            --size m --batch 8 --lr 2e-3 --vision-warmup 1200 --aux 1 --probe 0.2 --probe-layer 2 --probe-where --log-every 50 --save-minutes 8 "$@"; }
 # 1. the vision tower alone on the dense targets, then everything on all tasks
 train --fresh --steps 7800 --stop-at 2339
 # 2. + image tokens read as answer words (--lens), + a curriculum of one-shape scenes
@@ -22,8 +23,10 @@ train --steps 7800 "${curriculum[@]}" --stop-at 4206
 phase3=("${curriculum[@]}" --absolute-aux
   --task-weights '{"caption": 0.7, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
 train --steps 8800 "${phase3[@]}"
-# 4. the same, 1,200 more steps on a longer schedule's tail (learning rate 1.7e-4 falling to 1e-4)
-train --steps 10000 "${phase3[@]}"
+# 4. 2,200 more steps on a longer schedule's tail (learning rate 2.8e-4 falling to 1e-4), captions weighted up
+phase4=("${curriculum[@]}" --absolute-aux
+  --task-weights '{"caption": 1.5, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
+train --steps 11000 "${phase4[@]}"
 mkdir -p models/shapes
 for f in config.json generation_config.json preprocessor_config.json tokenizer.json tokenizer_config.json \
          chat_template.jinja model.safetensors; do

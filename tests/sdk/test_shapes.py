@@ -32,6 +32,9 @@ def first_scene(wanted) -> scenes.Scene:
 
 
 RED_CIRCLE = first_scene(lambda s: [o.label for o in s.objects] == ["red circle"])
+# Two shapes a third of the picture apart left to right, each at least 90% visible.
+APART = first_scene(lambda s: len(s.objects) == 2 and all(o.visible >= 0.9 for o in s.objects)
+                    and abs(s.objects[0].center[0] - s.objects[1].center[0]) >= s.width / 3)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +65,13 @@ def test_a_red_circle_is_called_a_red_circle(client):
     assert ask(client, RED_CIRCLE, "What colour is the circle?") == "red"
     assert ask(client, RED_CIRCLE, "Is there a red circle?") == "Yes"
     assert ask(client, RED_CIRCLE, "How many shapes are there?") == "1"
+
+
+def test_which_shape_is_left_of_which(client):
+    # Asked both ways round, so a model that answers the same whatever the positions fails.
+    left, right = sorted(APART.objects, key=lambda o: o.center[0])
+    assert ask(client, APART, f"Is the {left.label} to the left of the {right.label}?") == "Yes"
+    assert ask(client, APART, f"Is the {right.label} to the left of the {left.label}?") == "No"
 
 
 def test_the_rendered_word_is_read(client):
