@@ -23,9 +23,9 @@ train --steps 7800 "${curriculum[@]}" --stop-at 4206
 phase3=("${curriculum[@]}" --absolute-aux
   --task-weights '{"caption": 0.7, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
 train --steps 8800 "${phase3[@]}"
-# 4. 2,200 more steps on a longer schedule's tail (learning rate 2.8e-4 falling to 1e-4), captions weighted up
+# 4. 2,200 more steps on a longer schedule's tail (learning rate 2.8e-4 falling to 1e-4), captions weighted 3
 phase4=("${curriculum[@]}" --absolute-aux
-  --task-weights '{"caption": 1.5, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
+  --task-weights '{"caption": 3.0, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
 train --steps 11000 "${phase4[@]}"
 mkdir -p models/shapes
 for f in config.json generation_config.json preprocessor_config.json tokenizer.json tokenizer_config.json \
