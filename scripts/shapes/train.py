@@ -383,7 +383,7 @@ def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int], where: bool = F
     words = qa.question.lower().rstrip("?.").split()
     q_colour = next((colours.index(w) for w in words if w in colours), -100)
     q_shape = next((shapes.index(w.rstrip("s")) for w in words if w.rstrip("s") in shapes), -100)
-    if "left of" in qa.question:  # two objects: no single one
+    if len(qa.meta.get("named", [])) == 2:  # "Is the A to the left of the B?": two objects, no single one
         q_colour = q_shape = -100
     if qa.task != "detect":
         return [(q_colour, q_shape, -100, where_of_question(scene, qa) if where else None)] * len(answer_ids)

@@ -20,13 +20,11 @@ train --fresh --steps 7800 --stop-at 2339
 curriculum=(--lens 0.5 --single-p0 0.6 --single-p1 0.1 --single-from 2339 --single-span 2500)
 train --steps 7800 "${curriculum[@]}" --stop-at 4206
 # 3. + absolute positions in the dense targets (for boxes), more yes/no, counting and detection questions
-phase3=("${curriculum[@]}" --absolute-aux
-  --task-weights '{"caption": 0.7, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
-train --steps 8800 "${phase3[@]}"
+# (the task weights of phases 3 and 4, which differ only in the captions' weight, given as the argument)
+weights() { echo "{\"caption\": $1, \"count\": 1.5, \"attribute\": 1.0, \"yesno\": 2.0, \"read\": 0.7, \"detect\": 1.5}"; }
+train --steps 8800 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 0.7)"
 # 4. 2,200 more steps on a longer schedule's tail (learning rate 2.8e-4 falling to 1e-4), captions weighted 3
-phase4=("${curriculum[@]}" --absolute-aux
-  --task-weights '{"caption": 3.0, "count": 1.5, "attribute": 1.0, "yesno": 2.0, "read": 0.7, "detect": 1.5}')
-train --steps 11000 "${phase4[@]}"
+train --steps 11000 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0)"
 mkdir -p models/shapes
 for f in config.json generation_config.json preprocessor_config.json tokenizer.json tokenizer_config.json \
          chat_template.jinja model.safetensors; do
