@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=500)
     ap.add_argument("--seed", type=int, default=EVAL_SEED)
     ap.add_argument("--concurrency", type=int, default=1,
-                    help="requests in flight (mistralrs 0.8.1 fails batches of Qwen2.5-VL image prompts; keep 1)")
+                    help="requests in flight (the answers are the same as one at a time: vendor/README.md)")
     ap.add_argument("--out", type=Path, help="folder for answers.jsonl, scores.json (and the server log)")
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
     args = ap.parse_args()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -72,6 +73,18 @@ def test_which_shape_is_left_of_which(client):
     left, right = sorted(APART.objects, key=lambda o: o.center[0])
     assert ask(client, APART, f"Is the {left.label} to the left of the {right.label}?") == "Yes"
     assert ask(client, APART, f"Is the {right.label} to the left of the {left.label}?") == "No"
+
+
+def test_requests_sent_together_get_their_own_answers(client):
+    # Sent at once, the requests share the engine's batches; each must still get the answer it gets alone
+    # (mistralrs 0.8.1 traded tokens between them: vendor/README.md, seventh fix).
+    asked = [(scenes.make_scene(TEST_SEED, index), "Caption this image.") for index in range(6)]
+    asked += [(RED_CIRCLE, "Caption this image."), (RED_CIRCLE, "How many shapes are there?")]
+    alone = [ask(client, scene, question) for scene, question in asked]
+    with ThreadPoolExecutor(len(asked)) as pool:
+        together = list(pool.map(lambda item: ask(client, *item), asked))
+    assert together == alone
+    assert together[-2:] == ["A red circle.", "1"]
 
 
 def test_the_rendered_word_is_read(client):

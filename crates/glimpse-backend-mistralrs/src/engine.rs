@@ -18,6 +18,7 @@ use mistralrs::{
     Response,
 };
 use mistralrs_core::TokenizationRequest;
+use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 use crate::model_folder::ModelFolder;
@@ -71,7 +72,8 @@ pub struct MistralRsEngine {
 
 pub(crate) struct Inner {
     folder: ModelFolder,
-    staged: PathBuf,
+    /// Removed from disk when the engine is dropped.
+    staged: TempDir,
     options: LoadOptions,
     defaults: GenerationDefaults,
     model: RwLock<Arc<Model>>,
@@ -106,7 +108,7 @@ impl MistralRsEngine {
     pub async fn load(dir: &Path, options: LoadOptions) -> anyhow::Result<Self> {
         let folder = ModelFolder::open(dir)?;
         let staged = folder.stage(&options.staging_root)?;
-        let model = build_model(&staged, &options).await?;
+        let model = build_model(staged.path(), &options).await?;
         let image_token = folder.family.image_token();
         let image_token_id = match model.tokenize(Either::Right(image_token.to_string()), None, false, false, None).await?[..] {
             [id] => id,
@@ -228,7 +230,7 @@ impl Inner {
         if !self.reloading.swap(true, Ordering::SeqCst) {
             let inner = self.clone();
             tokio::spawn(async move {
-                match build_model(&inner.staged, &inner.options).await {
+                match build_model(inner.staged.path(), &inner.options).await {
                     Ok(model) => {
                         if let Ok(mut slot) = inner.model.write() {
                             *slot = Arc::new(model);

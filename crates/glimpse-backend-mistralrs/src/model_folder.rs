@@ -9,6 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use tempfile::TempDir;
 
 use crate::family::Family;
 
@@ -87,13 +88,16 @@ impl ModelFolder {
         Ok(ModelFolder { dir: canonical, id, family, max_position_embeddings, generation_config, preprocessor_config })
     }
 
-    /// Builds the staged folder under `root` and returns its path.
-    pub fn stage(&self, root: &Path) -> Result<PathBuf, FolderError> {
-        let staged = root.join(format!("{}-{}", self.id, std::process::id()));
-        if staged.exists() {
-            fs::remove_dir_all(&staged).map_err(|source| FolderError::Io { path: staged.clone(), source })?;
-        }
-        fs::create_dir_all(&staged).map_err(|source| FolderError::Io { path: staged.clone(), source })?;
+    /// Builds the staged folder under `root`. Each load gets a folder of its own, removed when the returned handle
+    /// is dropped with the engine: it was named by model and process only, so two engines of one model in a
+    /// process (the parity tests load them side by side) deleted each other's files while loading.
+    pub fn stage(&self, root: &Path) -> Result<TempDir, FolderError> {
+        fs::create_dir_all(root).map_err(|source| FolderError::Io { path: root.to_path_buf(), source })?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", self.id))
+            .tempdir_in(root)
+            .map_err(|source| FolderError::Io { path: root.to_path_buf(), source })?;
+        let staged = dir.path();
         let entries = fs::read_dir(&self.dir).map_err(|source| FolderError::Io { path: self.dir.clone(), source })?;
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name();
@@ -107,7 +111,7 @@ impl ModelFolder {
         let path = staged.join("preprocessor_config.json");
         let text = serde_json::to_string_pretty(&widened).unwrap_or_default();
         fs::write(&path, text).map_err(|source| FolderError::Io { path, source })?;
-        Ok(staged)
+        Ok(dir)
     }
 }
 

@@ -20,8 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
+use glimpse_core::engine::collect;
 use glimpse_core::media::{decode_image, ImageLimits};
-use glimpse_core::{Engine, ImageInput, Part, Prompt, Role, Turn};
+use glimpse_core::{
+    Engine, GenerateRequest, ImageInput, OutputConstraint, Part, Prompt, Role, SamplingOptions, Turn,
+};
 use serde_json::Value;
 
 const LOGIT_TOLERANCE: f32 = 0.02;
@@ -155,6 +158,134 @@ async fn greedy_decoding_matches_transformers(model: &str, every_image_resampled
         ));
     }
     eprintln!("{model} parity report:\n{}", report.join("\n"));
+}
+
+/// Three images in one prompt (the six cases have at most two): the expanded prompt ids and the first step's
+/// logits from `scripts/fixtures/make_three_images_reference.py`. mistralrs 0.8.1 gave the third image rows of
+/// the second image's embeddings, which moved these logits by 3.8 (vendor/README.md, seventh fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen2_5_vl_three_images_first_step_matches_transformers() {
+    let reference = expected("qwen2_5_vl-tiny-three_images");
+    let engine = engine("qwen2_5_vl-tiny").await;
+    let probe = engine.probe(&prompt_from_messages(&reference["messages"]), 1).await.unwrap();
+    let want_ids: Vec<u32> =
+        reference["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    assert_eq!(probe.prompt_ids, want_ids, "expanded prompt ids");
+    let diff = max_abs_diff(&probe.first_logits, &floats(&reference["first_step_logits"]));
+    assert!(diff <= LOGIT_TOLERANCE, "first-step logits differ by {diff}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen2_5_vl_answers_side_by_side_as_alone() {
+    answers_side_by_side_as_alone("qwen2_5_vl-tiny").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qwen3_vl_answers_side_by_side_as_alone() {
+    answers_side_by_side_as_alone("qwen3_vl-tiny").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemma3_answers_side_by_side_as_alone() {
+    answers_side_by_side_as_alone("gemma3-tiny").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idefics3_answers_side_by_side_as_alone() {
+    answers_side_by_side_as_alone("idefics3-tiny").await;
+}
+
+/// Image requests sent together must each get the answer they get alone (which the test above holds to
+/// transformers). Each part caught a defect of mistralrs 0.8.1 (vendor/README.md, sixth and seventh fixes):
+/// - Different lengths: mistralrs decodes them in turns, parking the others in its waiting list; when the short
+///   one finished while the long one was parked, the long one was prefilled again without its images. The short
+///   request stops after 1 to 5 tokens, so its end falls on each turn of the alternation; at 1 token its prompt
+///   step finishes it, which also left it decoding one step more.
+/// - The same prompt twice: the two prompts were prefilled as one batch (Qwen2.5-VL and Gemma 3 failed), and
+///   once level the two sequences decode as one batch (Qwen2.5-VL failed). Sent three times over, as the
+///   second may arrive after the first has finished.
+/// - Two same-length prompts with different answers, which decode as one batch: the CPU attention gave every
+///   sequence of a batch the last one's output, which the same prompt twice cannot show.
+async fn answers_side_by_side_as_alone(model: &str) {
+    let expected = expected(model);
+    let engine = engine(model).await;
+    let case = |name: &str| {
+        expected["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+    };
+    let (short, long) = (case("caption_square"), case("two_images"));
+    let short_prompt = prompt_from_messages(&short["messages"]);
+    let long_prompt = prompt_from_messages(&long["messages"]);
+    assert_ne!(
+        short["prompt_token_count"], long["prompt_token_count"],
+        "the two prompts must differ in length to be decoded in turns"
+    );
+    let long_max = long["max_new_tokens"].as_u64().unwrap() as u32;
+    let long_alone = greedy(&engine, &long_prompt, long_max).await;
+
+    for short_max in 1..=5 {
+        let short_alone = greedy(&engine, &short_prompt, short_max).await;
+        let (short_together, long_together) =
+            tokio::join!(greedy(&engine, &short_prompt, short_max), greedy(&engine, &long_prompt, long_max));
+        assert_eq!(short_together, short_alone, "{model}: short request ({short_max} tokens) beside the long one");
+        assert_eq!(long_together, long_alone, "{model}: long request beside a {short_max}-token one");
+    }
+    for round in 0..3 {
+        let (first, second) =
+            tokio::join!(greedy(&engine, &long_prompt, long_max), greedy(&engine, &long_prompt, long_max));
+        assert_eq!(first, long_alone, "{model}: the first of the same request sent twice, round {round}");
+        assert_eq!(second, long_alone, "{model}: the second of the same request sent twice, round {round}");
+    }
+
+    let full_alone = greedy(&engine, &short_prompt, long_max).await;
+    let (other_prompt, other_alone) =
+        same_length_other_answer(&engine, &short["messages"], &full_alone, long_max).await;
+    for round in 0..3 {
+        let (full_together, other_together) =
+            tokio::join!(greedy(&engine, &short_prompt, long_max), greedy(&engine, &other_prompt, long_max));
+        assert_eq!(full_together, full_alone, "{model}: one of two same-length image requests, round {round}");
+        assert_eq!(other_together, other_alone, "{model}: the other same-length image request, round {round}");
+    }
+}
+
+/// `messages` (one image, then text) with another fixture image and question that give the prompt the same token
+/// count, so that the two requests decode as one batch, and a different answer alone, so that answers trading
+/// tokens between the two show.
+async fn same_length_other_answer(
+    engine: &MistralRsEngine,
+    messages: &Value,
+    answer: &str,
+    max_output_tokens: u32,
+) -> (Prompt, String) {
+    let want = engine.count_tokens(&prompt_from_messages(messages)).await.unwrap();
+    let mut images: Vec<_> = std::fs::read_dir(repo_root().join("fixtures/images"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".png"))
+        .collect();
+    images.sort();
+    for question in ["Caption this image.", "Describe the image.", "What is this?", "What colour is it?"] {
+        for name in &images {
+            let mut other = messages.clone();
+            other[0]["content"][0]["path"] = Value::from(format!("fixtures/images/{name}"));
+            other[0]["content"][1]["text"] = Value::from(question);
+            let prompt = prompt_from_messages(&other);
+            if engine.count_tokens(&prompt).await.unwrap() != want {
+                continue;
+            }
+            let other_answer = greedy(engine, &prompt, max_output_tokens).await;
+            if other_answer != answer {
+                return (prompt, other_answer);
+            }
+        }
+    }
+    panic!("no fixture image and question give a prompt of the same length with another answer");
+}
+
+async fn greedy(engine: &MistralRsEngine, prompt: &Prompt, max_output_tokens: u32) -> String {
+    let sampling =
+        SamplingOptions { temperature: Some(0.0), max_output_tokens: Some(max_output_tokens), ..Default::default() };
+    let request = GenerateRequest { prompt: prompt.clone(), sampling, constraint: OutputConstraint::None };
+    collect(engine.generate(request).await.unwrap()).await.unwrap().0
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -491,9 +491,13 @@ impl Engine {
                                 SeqStepType::OneShot => {
                                     seq.set_state(SequenceState::Done(StopReason::GeneratedImage))
                                 }
-                                SeqStepType::PromptAndDecode => {
+                                // Glimpse patch: a sequence the prompt step already finished (raw logits, a
+                                // first token that ends it, max_tokens 1) stays finished. Released, it was set
+                                // running again and decoded one step more after its answer was sent.
+                                SeqStepType::PromptAndDecode if seq.is_running() => {
                                     seq.set_state(SequenceState::RunningCompletion)
                                 }
+                                SeqStepType::PromptAndDecode => {}
                             }
                             let now = SystemTime::now()
                                 .duration_since(UNIX_EPOCH)

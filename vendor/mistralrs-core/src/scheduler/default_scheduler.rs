@@ -68,9 +68,17 @@ pub trait BucketingManager<Backer: FcfsBacker>: Send + Sync {
     ) -> BucketedSeqs<Backer>;
 }
 
-// (cache length, (has_imgs && is_prompt), sequence offset)
-// Bucket by that metric for images because if we are not a prompt, then this doesn't apply
-type BucketKey = (usize, bool, usize);
+// (cache length, the sequence id if (has_imgs && is_prompt), sequence offset)
+// Glimpse patch: an image prompt gets a bucket of its own. The vision input processors of this release cannot
+// batch the prompts of several images of the same length (Qwen2.5-VL: "shape mismatch in index-select"; Gemma 3:
+// "unexpected rank"), so two such requests arriving together both failed. Prompts of different lengths were
+// already prefilled one at a time, so this costs nothing there; the sequences still decode together.
+type BucketKey = (usize, Option<usize>, usize);
+
+fn bucket_key(seq: &Sequence) -> BucketKey {
+    let image_prompt = (seq.images().is_some() && seq.is_prompt()).then(|| *seq.id());
+    (seq.len(), image_prompt, seq.token_offset())
+}
 
 struct FixedBucketingManager;
 
@@ -88,45 +96,11 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
         let mut seq_buckets: HashMap<BucketKey, Vec<Sequence>> = HashMap::new();
         let mut seq_priorities: HashMap<BucketKey, f64> = HashMap::new();
         for seq in running {
-            let len = seq.len();
-            match seq_buckets.get_mut(&(
-                len,
-                seq.images().is_some() && seq.is_prompt(),
-                seq.token_offset(),
-            )) {
-                Some(bucket) => {
-                    if !discrete {
-                        *seq_priorities
-                            .get_mut(&(
-                                len,
-                                seq.images().is_some() && seq.is_prompt(),
-                                seq.token_offset(),
-                            ))
-                            .unwrap() += seq.compute_priority();
-                    }
-                    bucket.push(seq);
-                }
-                None => {
-                    if !discrete {
-                        seq_priorities.insert(
-                            (
-                                len,
-                                seq.images().is_some() && seq.is_prompt(),
-                                seq.token_offset(),
-                            ),
-                            seq.compute_priority(),
-                        );
-                    }
-                    seq_buckets.insert(
-                        (
-                            len,
-                            seq.images().is_some() && seq.is_prompt(),
-                            seq.token_offset(),
-                        ),
-                        vec![seq],
-                    );
-                }
+            let key = bucket_key(&seq);
+            if !discrete {
+                *seq_priorities.entry(key).or_insert(0.0) += seq.compute_priority();
             }
+            seq_buckets.entry(key).or_default().push(seq);
         }
         let running = if seq_buckets.len() <= 1 {
             // Full steam ahead or have everything
@@ -223,8 +197,14 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
                 };
             }
             (_, 0) => {
+                // Glimpse patch: only a sequence that is really waiting starts with its prompt. One that
+                // bucketing had parked in the waiting list mid-decode keeps decoding: released, it was reset
+                // to a prompt and prefilled again from its tokens alone, without the images its first prefill
+                // had consumed, so its answer went wrong from there on.
                 for seq in waiting.into_iter() {
-                    seq.set_state(SequenceState::RunningPrompt);
+                    if seq.is_waiting() {
+                        seq.set_state(SequenceState::RunningPrompt);
+                    }
                     self.running.push(seq);
                 }
                 self.waiting = Backer::new();
@@ -232,10 +212,9 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
                 self.running = self.bucket_and_waitlist_seqs(running);
                 logger.set_num_running(self.running.len());
                 logger.set_num_waiting(self.waiting.len());
-                return DefaultSchedulerOutput {
-                    prompt: self.running.iter_mut().collect::<Vec<_>>().into(),
-                    completion: vec![].into(),
-                };
+                let (completion, prompt): (Vec<_>, Vec<_>) =
+                    self.running.iter_mut().partition(|seq| seq.is_completion());
+                return DefaultSchedulerOutput { prompt: prompt.into(), completion: completion.into() };
             }
             (0, _) => {
                 self.running = self.bucket_and_waitlist_seqs(running);

@@ -416,10 +416,13 @@ where
 
     // final output
     let mut out = vec![T::cast(0.0); b * h * dv];
-    // scratch: one tile  ×  heads ×  dv  (flattened)
-    let mut scratch = vec![0f32; kv_tiles * h * dv];
-    let mut scratch_s = vec![0f32; kv_tiles * h]; // softmax S per tile
-    let mut scratch_m = vec![f32::NEG_INFINITY; kv_tiles * h];
+    // scratch: one tile  ×  batch × heads ×  dv  (flattened)
+    // Glimpse patch: one slot per (sequence, head). The slots were per head only, so with two or more
+    // sequences decoding together every sequence got the last one's attention output (and then its tokens).
+    let bh = b * h;
+    let mut scratch = vec![0f32; kv_tiles * bh * dv];
+    let mut scratch_s = vec![0f32; kv_tiles * bh]; // softmax S per tile
+    let mut scratch_m = vec![f32::NEG_INFINITY; kv_tiles * bh];
 
     // Store as plain usize so the capture is Sync (raw *mut T is not Sync)
     let scratch_ptr = scratch.as_mut_ptr() as usize;
@@ -448,8 +451,8 @@ where
                     let v_head = h_i / rv2;
 
                     // pointers into scratch
-                    let base_vk = ((tile_idx * h + h_i) * dv) as isize;
-                    let base_s = (tile_idx * h + h_i) as isize;
+                    let base_vk = ((tile_idx * bh + b_i * h + h_i) * dv) as isize;
+                    let base_s = (tile_idx * bh + b_i * h + h_i) as isize;
 
                     let q_base = b_i * qstride[0] + h_i * qstride[2];
                     let q_row = &q_data[q_base..q_base + d];
@@ -493,6 +496,11 @@ where
                             .as_ref()
                             .map(|mask| slope * mask.value(b_i, h_i, 0, kv_pos))
                             .unwrap_or(0.0);
+                        // Glimpse patch: a masked position is skipped, as the prefill path does; added
+                        // first to a tile (m still -inf) it made exp(-inf - -inf) = NaN.
+                        if mask_delta == f32::NEG_INFINITY {
+                            continue;
+                        }
                         s_val += mask_delta;
 
                         // -------- tile-local softmax ----------
@@ -533,14 +541,15 @@ where
             let out_off = (b_i * h + h_i) * dv;
 
             // start with tile 0
+            let slot = b_i * h + h_i;
             let mut vkq = vec![0f32; dv];
-            vkq.copy_from_slice(&scratch[(h_i * dv)..(h_i * dv + dv)]);
-            let mut s = scratch_s[h_i];
-            let mut m = scratch_m[h_i];
+            vkq.copy_from_slice(&scratch[(slot * dv)..(slot * dv + dv)]);
+            let mut s = scratch_s[slot];
+            let mut m = scratch_m[slot];
 
             for tile_idx in 1..kv_tiles {
-                let base = (tile_idx * h + h_i) * dv;
-                let base_s = tile_idx * h + h_i;
+                let base = (tile_idx * bh + slot) * dv;
+                let base_s = tile_idx * bh + slot;
 
                 let m_b = scratch_m[base_s];
                 let s_b = scratch_s[base_s];

@@ -416,7 +416,10 @@ impl InputsProcessor for Qwen2_5VLImageProcessor {
 
             (
                 Some(Tensor::stack(&all_ids_new, 0).unwrap()),
-                Some(Tensor::cat(&pixel_values_accum, 0).unwrap()),
+                // Glimpse patch: the pixels are used by a prompt step only (decode drops them below), and
+                // a decode batch may hold images of different sizes, which cannot be concatenated: that
+                // panicked the engine ("shape mismatch in cat") when two image requests decoded together.
+                is_prompt.then(|| Tensor::cat(&pixel_values_accum, 0).unwrap()),
                 image_grid_thw_accum.map(|img| Tensor::cat(&img, 0).unwrap()),
                 video_grid_thw_accum.map(|vid| Tensor::cat(&vid, 0).unwrap()),
                 all_continuous_img_pad,

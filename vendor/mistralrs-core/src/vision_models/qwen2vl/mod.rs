@@ -112,9 +112,12 @@ impl Qwen2VLModel {
             {
                 if let Some(attention_mask_indices) = attention_mask_indices {
                     input_ids = input_ids
-                        .i(i)?
+                        .i(0)?
                         .to_dtype(DType::F32)?
-                        .index_select(&attention_mask_indices.squeeze(0)?, 0)?
+                        // Glimpse patch: sequence `i`'s ids are row 0 of its chunk, and its indices row
+                        // `i` (`.i(i)` and `squeeze(0)` only worked for a batch of one: two image
+                        // sequences decoded together failed "shape mismatch in index-select").
+                        .index_select(&attention_mask_indices.i(i)?, 0)?
                         .to_dtype(input_ids.dtype())?;
                 }
                 let image_nums = image_nums[i];
@@ -402,8 +405,10 @@ impl Qwen2VLModel {
                 }
                 .to_dtype(self.text.dtype)?;
 
+                // Glimpse patch: one running offset over the whole batch (the embeddings of all its
+                // images, in order); it restarted at 0 for each sequence.
+                let mut last_end = 0;
                 for (batch, batch_ids) in continuous_img_pad.into_iter().enumerate() {
-                    let mut last_end = 0;
                     for (start, end) in batch_ids {
                         xs = xs.slice_assign(
                             &[batch..batch + 1, start..end, 0..xs.dim(2)?],
@@ -411,7 +416,9 @@ impl Qwen2VLModel {
                                 .i((last_end..last_end + (end - start), ..))?
                                 .unsqueeze(0)?,
                         )?;
-                        last_end = end - start;
+                        // Glimpse patch: the next image's embeddings follow all earlier ones
+                        // (was `=`, which gave the third image of a prompt the second's rows).
+                        last_end += end - start;
                     }
                 }
             }
@@ -424,8 +431,10 @@ impl Qwen2VLModel {
                         .context("pixel_values_videos require video_grid_thw")?,
                 )?;
 
+                // Glimpse patch: one running offset over the whole batch (the embeddings of all its
+                // images, in order); it restarted at 0 for each sequence.
+                let mut last_end = 0;
                 for (batch, batch_ids) in continuous_vid_pad.into_iter().enumerate() {
-                    let mut last_end = 0;
                     for (start, end) in batch_ids {
                         xs = xs.slice_assign(
                             &[batch..batch + 1, start..end, 0..xs.dim(2)?],
@@ -433,7 +442,9 @@ impl Qwen2VLModel {
                                 .i((last_end..last_end + (end - start), ..))?
                                 .unsqueeze(0)?,
                         )?;
-                        last_end = end - start;
+                        // Glimpse patch: the next image's embeddings follow all earlier ones
+                        // (was `=`, which gave the third image of a prompt the second's rows).
+                        last_end += end - start;
                     }
                 }
             }
