@@ -48,11 +48,16 @@ impl ApiError {
 }
 
 impl From<GlimpseError> for ApiError {
+    /// An internal failure is logged in full but answered with its first line: candle's errors carry a
+    /// backtrace (when `RUST_BACKTRACE` is set) that is for the log, not for the client.
     fn from(err: GlimpseError) -> Self {
+        let message = err.to_string();
         if err.code() == Code::Internal {
-            tracing::error!(error = %err, "engine failure");
+            tracing::error!(error = %message, "engine failure");
+            let first_line = message.lines().next().unwrap_or_default().trim_end();
+            return ApiError::new(Code::Internal, first_line);
         }
-        ApiError::new(err.code(), err.to_string())
+        ApiError::new(err.code(), message)
     }
 }
 
@@ -66,4 +71,22 @@ impl IntoResponse for ApiError {
 /// Unknown routes answer like Google's front end: 404 NOT_FOUND in the error envelope.
 pub async fn not_found_route(uri: Uri) -> ApiError {
     ApiError::new(Code::NotFound, format!("The requested URL {} was not found on this server.", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_failure_answers_without_its_backtrace() {
+        let err = GlimpseError::Engine("shape mismatch in cat\n   0: candle_core::error::Error::bt\n".into());
+        let api = ApiError::from(err);
+        assert_eq!((api.http_status, api.status, api.message.as_str()), (500, "INTERNAL", "shape mismatch in cat"));
+    }
+
+    #[test]
+    fn a_client_error_keeps_its_whole_message() {
+        let api = ApiError::from(GlimpseError::invalid("first line\nsecond line"));
+        assert_eq!((api.http_status, api.message.as_str()), (400, "first line\nsecond line"));
+    }
 }
