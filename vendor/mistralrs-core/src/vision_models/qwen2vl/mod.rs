@@ -432,7 +432,7 @@ impl Qwen2VLModel {
                 )?;
 
                 // Glimpse patch: one running offset over the whole batch (the embeddings of all its
-                // images, in order); it restarted at 0 for each sequence.
+                // videos, in order); it restarted at 0 for each sequence.
                 let mut last_end = 0;
                 for (batch, batch_ids) in continuous_vid_pad.into_iter().enumerate() {
                     for (start, end) in batch_ids {
@@ -443,7 +443,7 @@ impl Qwen2VLModel {
                                 .unsqueeze(0)?,
                         )?;
                         // Glimpse patch: the next image's embeddings follow all earlier ones
-                        // (was `=`, which gave the third image of a prompt the second's rows).
+                        // (was `=`, which gave the third video of a prompt the second's rows).
                         last_end += end - start;
                     }
                 }
