@@ -85,6 +85,10 @@ fn prompt_from_messages(messages: &Value) -> Prompt {
     prompt
 }
 
+fn token_ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
@@ -130,8 +134,7 @@ async fn greedy_decoding_matches_transformers(model: &str, every_image_resampled
         let max_new = case["max_new_tokens"].as_u64().unwrap() as u32;
         let probe = engine.probe(&prompt, max_new).await.unwrap();
 
-        let want_ids: Vec<u32> =
-            case["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want_ids = token_ids(&case["input_ids"]);
         assert_eq!(probe.prompt_ids, want_ids, "{name}: expanded prompt ids");
 
         let want_logits = floats(&case["first_step_logits"]);
@@ -168,9 +171,7 @@ async fn qwen2_5_vl_three_images_first_step_matches_transformers() {
     let reference = expected("qwen2_5_vl-tiny-three_images");
     let engine = engine("qwen2_5_vl-tiny").await;
     let probe = engine.probe(&prompt_from_messages(&reference["messages"]), 1).await.unwrap();
-    let want_ids: Vec<u32> =
-        reference["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    assert_eq!(probe.prompt_ids, want_ids, "expanded prompt ids");
+    assert_eq!(probe.prompt_ids, token_ids(&reference["input_ids"]), "expanded prompt ids");
     let diff = max_abs_diff(&probe.first_logits, &floats(&reference["first_step_logits"]));
     assert!(diff <= LOGIT_TOLERANCE, "first-step logits differ by {diff}");
 }

@@ -212,9 +212,7 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
                 self.running = self.bucket_and_waitlist_seqs(running);
                 logger.set_num_running(self.running.len());
                 logger.set_num_waiting(self.waiting.len());
-                let (completion, prompt): (Vec<_>, Vec<_>) =
-                    self.running.iter_mut().partition(|seq| seq.is_completion());
-                return DefaultSchedulerOutput { prompt: prompt.into(), completion: completion.into() };
+                return self.running_output();
             }
             (0, _) => {
                 self.running = self.bucket_and_waitlist_seqs(running);
@@ -263,16 +261,14 @@ impl<Backer: FcfsBacker> DefaultScheduler<Backer> {
         logger.set_num_running(self.running.len());
         logger.set_num_waiting(self.waiting.len());
 
-        let mut completion = Vec::new();
-        let mut prompt = Vec::new();
-        for seq in &mut self.running {
-            if seq.is_completion() {
-                completion.push(seq);
-            } else {
-                prompt.push(seq);
-            }
-        }
+        self.running_output()
+    }
 
+    /// The running sequences, split into those decoding and those still to prefill (Glimpse patch: shared by
+    /// both branches of `schedule` that build an output from `self.running`).
+    fn running_output(&mut self) -> DefaultSchedulerOutput<'_> {
+        let (completion, prompt): (Vec<_>, Vec<_>) =
+            self.running.iter_mut().partition(|seq| seq.is_completion());
         DefaultSchedulerOutput {
             completion: completion.into(),
             prompt: prompt.into(),
