@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Trains the bundled `shapes` model from scratch on 2 CPU cores and installs it into models/shapes: the four
-# phases below are the commands that made the committed weights (17 + 13 + 45 + 15 minutes on 2 cores; --stop-at
-# ends the first two where an earlier run's phases ended). --probe: training-only read-outs of layer 2 at the
-# answer positions (what the question asks about, the box digit being written, the scene's labels), which get
-# the binding questions (yes/no, counting) off their plateau; --probe-where adds where the objects a question
-# names are (relations, extremes, "where"); every phase needs the same --aux/--probe flags.
+# Trains the bundled `shapes` model from scratch on 2 CPU cores and installs it into models/shapes: the seven
+# phases below are the commands that made the committed weights (17 + 13 + 45 + 15 + 11 + 35 + 47 minutes, 3 h
+# on 2 cores; the first four, 1 h 30 min, made the previous weights; --stop-at ends the first two where an earlier
+# run's phases ended). --probe: training-only read-outs of layer 2 at the answer positions (what the question asks
+# about, the box digit being written, the scene's labels), which get the binding questions (yes/no, counting) off
+# their plateau; --probe-where adds where the objects a question names are (relations, extremes, "where"); every
+# phase needs the same --aux/--probe flags.
 # Needs a Python with requirements.txt (torch, transformers, ...): PYTHON=/path/to/python.
 #   scripts/shapes/train.sh [WORK_DIR]      (default /tmp/shapes-train; checkpoints and the log stay there)
 set -euo pipefail
@@ -20,11 +21,17 @@ train --fresh --steps 7800 --stop-at 2339
 curriculum=(--lens 0.5 --single-p0 0.6 --single-p1 0.1 --single-from 2339 --single-span 2500)
 train --steps 7800 "${curriculum[@]}" --stop-at 4206
 # 3. + absolute positions in the dense targets (for boxes), more yes/no, counting and detection questions
-# (the task weights of phases 3 and 4, which differ only in the captions' weight, given as the argument)
-weights() { echo "{\"caption\": $1, \"count\": 1.5, \"attribute\": 1.0, \"yesno\": 2.0, \"read\": 0.7, \"detect\": 1.5}"; }
+# (the task weights: captions' weight, then yes/no's and detection's where they differ from phase 3's)
+weights() { echo "{\"caption\": $1, \"count\": 1.5, \"attribute\": 1.0, \"yesno\": ${2:-2.0}, \"read\": 0.7, \"detect\": ${3:-1.5}}"; }
 train --steps 8800 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 0.7)"
 # 4. 2,200 more steps on a longer schedule's tail (learning rate 2.8e-4 falling to 1e-4), captions weighted 3
 train --steps 11000 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0)"
+# 5-7. detection weighted up, each phase the tail of a longer schedule than the last: the learning rate rises
+# again (to 1.7e-4, 4.1e-4, 4.0e-4) and falls to 1e-4, and the training-only losses return (at 0.24, 0.53, 0.52 of
+# their weight) and fade out (warm restarts; 11 + 35 + 47 minutes)
+train --steps 12500 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0 2.0 5.0)"
+train --steps 17000 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0 3.0 6.0)"
+train --steps 23000 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0 3.0 8.0)"
 mkdir -p models/shapes
 for f in config.json generation_config.json preprocessor_config.json tokenizer.json tokenizer_config.json \
          chat_template.jinja model.safetensors; do
