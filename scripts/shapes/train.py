@@ -21,7 +21,7 @@ A research option it does not use (the model card says what it measured): `--ora
 replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower.
 
     python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
-                                                                                     # model's four phases
+                                                                                     # model's eight phases
     train.py eval  --out DIR --scenes 100
     train.py bench --steps 20          # throughput only
 
@@ -47,7 +47,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 from transformers import AutoImageProcessor, AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
@@ -170,6 +170,12 @@ def save_weights(model, out: Path, dtype=torch.float32) -> int:
     save_file(hub, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, out / "model.safetensors")
     return (out / "model.safetensors").stat().st_size
+
+
+def load_weights(model, folder: Path) -> None:
+    """Loads a model.safetensors written by save_weights (float32, hub names) into a training model."""
+    hub = load_file(str(folder / "model.safetensors"))
+    model.load_state_dict({k: hub[base.to_hub_name(k)] for k in model.state_dict()})
 
 
 def load_model(out: Path) -> Qwen2_5_VLForConditionalGeneration:
@@ -638,6 +644,16 @@ def aux_w(step: int, args) -> float:
     return args.aux * fade(step, args)
 
 
+def restart_ramp(done: int, n: int) -> float:
+    """--restart N: the learning-rate factor of the model's groups `done` steps into a run whose optimizer state is
+    fresh. The first N steps freeze the model (its gradients are dropped) while the fresh training-only heads learn
+    to read it at full rate; over the next N the factor rises linearly from 0 to 1, so that Adam's first steps,
+    full-size before its moment estimates settle, do not land on trained weights at the full rate."""
+    if n <= 0 or done < n or done >= 2 * n:
+        return 1.0
+    return (done - n + 1) / n
+
+
 def lr_at(step: int, args) -> float:
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
@@ -746,7 +762,8 @@ def cmd_train(args) -> None:
     opt = torch.optim.AdamW(groups(named), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     ckpt = out / "ckpt.pt"
     start = 0
-    st = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() and not args.fresh else None
+    resume = ckpt.exists() and not args.fresh and not args.init_weights
+    st = torch.load(ckpt, map_location="cpu", weights_only=False) if resume else None
     # the probe head's groups come last, and only join before loading a state that has them
     probe_saved = st is not None and len(st["opt"]["param_groups"]) > 2
     if probe_named and (st is None or probe_saved):
@@ -772,6 +789,11 @@ def cmd_train(args) -> None:
                 say("aux head reinitialised", flush=True)
         start = st["step"]
         say(f"resumed at step {start}", flush=True)
+    if args.init_weights:
+        load_weights(model, Path(args.init_weights))
+        start = args.init_step
+        say(f"model weights from {args.init_weights} at step {start}; optimizer and training-only heads fresh",
+            flush=True)
     log = open(out / "train_log.jsonl", "a") if rank == 0 else open(os.devnull, "w")
     t0, c0 = time.time(), time.process_time()
     last_save = time.time()
@@ -784,8 +806,9 @@ def cmd_train(args) -> None:
         td = time.time()
         step, batch = next(it)
         data_t += time.time() - td
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args)
+        for i, g in enumerate(opt.param_groups):
+            # --restart: the first two groups hold the model (and the aux head); the probe head's follow
+            g["lr"] = lr_at(step, args) * (restart_ramp(step - start, args.restart) if i < 2 else 1.0)
         current["aux"] = batch.get("aux")
         if step < args.vision_warmup or args.oracle == "vision":  # the vision tower alone on dense targets
             model.model.visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"])
@@ -810,6 +833,9 @@ def cmd_train(args) -> None:
             loss = loss + aux_w(step, args) * la
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if step - start < args.restart:  # the fresh training-only heads first learn to read the model as it is
+            for p in model.parameters():
+                p.grad = None
         if world > 1:
             allreduce_grads(model, world)
             if aux_head is not None:
@@ -818,14 +844,15 @@ def cmd_train(args) -> None:
                 allreduce_grads(oracle, world)
             if probe_head is not None:
                 allreduce_grads(probe_head, world)
-        gn = torch.nn.utils.clip_grad_norm_([p for _, p in named], args.clip)
+        gn = torch.nn.utils.clip_grad_norm_([p for _, p in named if p.grad is not None], args.clip)
         opt.step()
         step += 1
         lv = float(loss.detach())
         ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         el, cpu = time.time() - t0, time.process_time() - c0
         if step % args.log_every == 0 or step == start + 1:
-            rec = {"step": step, "loss": round(lv, 4), "ema": round(ema, 4), "lr": round(lr_at(step - 1, args), 6),
+            model_lr = lr_at(step - 1, args) * restart_ramp(step - 1 - start, args.restart)
+            rec = {"step": step, "loss": round(lv, 4), "ema": round(ema, 4), "lr": round(model_lr, 6),
                    "gnorm": round(float(gn), 3), "ans_tokens": ntok, "seq_len": int(batch["input_ids"].shape[1]),
                    "wall_s": round(el, 1), "cpu_s": round(cpu, 1), "data_wall_s": round(data_t, 1),
                    "steps_per_wall_s": round((step - start) / el, 4), "steps_per_cpu_s": round((step - start) / cpu, 4),
@@ -1014,6 +1041,13 @@ def main() -> None:
         p.add_argument("--eval-every", type=int, default=0)
         p.add_argument("--eval-scenes", type=int, default=50)
         p.add_argument("--fresh", action="store_true")
+        p.add_argument("--init-weights", default="",
+                       help="start from this folder's model.safetensors (not DIR/ckpt.pt) at --init-step, with the "
+                            "optimizer and the training-only heads fresh")
+        p.add_argument("--init-step", type=int, default=0, help="--init-weights: the step those weights were at")
+        p.add_argument("--restart", type=int, default=0,
+                       help="with fresh optimizer state: N steps of the training-only heads alone, then the model's "
+                            "learning rate ramps up over N more")
         p.add_argument("--aux", type=float, default=0.0, help="weight of the dense auxiliary vision loss")
         p.add_argument("--vision-warmup", type=int, default=0, help="first steps train only the vision tower (--aux)")
         p.add_argument("--absolute-aux", action="store_true",
