@@ -851,8 +851,7 @@ def cmd_train(args) -> None:
         ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         el, cpu = time.time() - t0, time.process_time() - c0
         if step % args.log_every == 0 or step == start + 1:
-            model_lr = lr_at(step - 1, args) * restart_ramp(step - 1 - start, args.restart)
-            rec = {"step": step, "loss": round(lv, 4), "ema": round(ema, 4), "lr": round(model_lr, 6),
+            rec = {"step": step, "loss": round(lv, 4), "ema": round(ema, 4), "lr": round(opt.param_groups[0]["lr"], 6),
                    "gnorm": round(float(gn), 3), "ans_tokens": ntok, "seq_len": int(batch["input_ids"].shape[1]),
                    "wall_s": round(el, 1), "cpu_s": round(cpu, 1), "data_wall_s": round(data_t, 1),
                    "steps_per_wall_s": round((step - start) / el, 4), "steps_per_cpu_s": round((step - start) / cpu, 4),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Trains the bundled `shapes` model from scratch on 2 CPU cores and installs it into models/shapes: the eight
-# phases below are the commands that made the committed weights (17 + 13 + 45 + 15 + 11 + 35 + 47 + 83 minutes,
-# 4 h 26 min on 2 cores, phase 8 with a cargo build beside it; the first four, 1 h 30 min, met every threshold but
-# detection's; --stop-at ends the first two where an earlier run's phases ended). --probe: training-only
+# Trains the bundled `shapes` model from scratch on 2 CPU cores and installs it into models/shapes: the ten
+# phases below are the commands that made the committed weights (17 + 13 + 45 + 15 + 11 + 35 + 47 + 83 + 35 + 80
+# minutes, 6 h 21 min on 2 cores, phase 8 with a cargo build beside it; the first four, 1 h 30 min, met every
+# threshold but detection's; --stop-at ends the first two where an earlier run's phases ended). --probe: training-only
 # read-outs of layer 2 at the answer positions (what the question asks about, the box digit being written, the
 # scene's labels), which get the binding questions (yes/no, counting) off their plateau; --probe-where adds where
 # the objects a question names are (relations, extremes, "where"); every phase needs the same --aux/--probe flags.
@@ -38,6 +38,10 @@ train --steps 23000 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 
 # alone for 150 steps, then ramps the model's learning rate up over 150 more
 train --steps 32000 --init-weights "$work" --init-step 23000 --restart 150 "${curriculum[@]}" --absolute-aux \
       --task-weights "$(weights 3.0 3.0 10.0)"
+# 9-10. two more warm restarts resumed from ckpt.pt (learning rate up to 1.7e-4, then 3.3e-4, falling to 1e-4;
+# training-only losses back at 0.25, then 0.45); phase 10 took detection past 0.75
+train --steps 36500 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0 3.0 10.0)"
+train --steps 47000 "${curriculum[@]}" --absolute-aux --task-weights "$(weights 3.0 3.0 10.0)"
 mkdir -p models/shapes
 for f in config.json generation_config.json preprocessor_config.json tokenizer.json tokenizer_config.json \
          chat_template.jinja model.safetensors; do
