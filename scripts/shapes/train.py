@@ -21,7 +21,7 @@ A research option it does not use (the model card says what it measured): `--ora
 replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower.
 
     python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
-                                                                                     # model's eight phases
+                                                                                     # model's phases
     train.py eval  --out DIR --scenes 100
     train.py bench --steps 20          # throughput only
 
