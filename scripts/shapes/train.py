@@ -17,6 +17,9 @@ held-out scenes (the scores that count are measured through Glimpse's HTTP API b
 
 `--probe W` adds linear read-outs of a middle layer at answer positions (see Encoder.probe_targets), and
 `--probe-where` adds where the named objects are to them (see where_of_question); train.sh uses both, at 0.2.
+Two research options train.sh does not use (the model card says what they did): `--probe-digits` adds to the
+read-outs the coordinate each box digit belongs to, and `--aux-digits` adds the same for each shape's edges to
+the tower's dense targets, both as digit_code.
 A research option it does not use (the model card says what it measured): `--oracle llm|vision|joint`
 replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower.
 
@@ -215,6 +218,7 @@ class Encoder:
         self.pad = tok.convert_tokens_to_ids("<|endoftext|>")
         self.probes = False  # --probe
         self.probe_where = False  # --probe-where
+        self.probe_digits = False  # --probe-digits
 
     def encode_train(self, scene, qas, image_first=True) -> dict:
         msgs = conversation(scene, qas, image_first)
@@ -260,6 +264,8 @@ class Encoder:
         box = torch.zeros((L, 4))
         has_box = torch.zeros(L, dtype=torch.bool)
         answer_pos = torch.zeros(L, dtype=torch.bool)
+        digit = torch.zeros((L, len(digit_code(0.0))))
+        has_digit = torch.zeros(L, dtype=torch.bool)
         for qa, (a, j) in zip(qas, spans):
             answer_pos[a - 1:j - 1] = True
             per_token = probe_of_answer(scene, qa, self.p.tokenizer, ids[a:j - 1].tolist(), self.probe_where)
@@ -270,11 +276,17 @@ class Encoder:
                 if b is not None:
                     box[a - 1 + k] = torch.tensor(b, dtype=torch.float32) / 160.0
                     has_box[a - 1 + k] = True
+                if b is not None and sl != -100:  # a box digit: the coordinate it belongs to
+                    digit[a - 1 + k] = torch.tensor(digit_code(float(b[sl // 3])))
+                    has_digit[a - 1 + k] = True
         bag = torch.zeros(len(LABELS))
         for o in scene.objects:
             bag[LABELS.index(o.label)] = 1.0
-        return {"colour": colour, "shape": shape, "slot": slot, "box": box, "has_box": has_box,
-                "answer_pos": answer_pos, "bag": bag[None].expand(L, -1).clone()}
+        out = {"colour": colour, "shape": shape, "slot": slot, "box": box, "has_box": has_box,
+               "answer_pos": answer_pos, "bag": bag[None].expand(L, -1).clone()}
+        if self.probe_digits:
+            out["digit"], out["has_digit"] = digit, has_digit
+        return out
 
     def collate(self, items: list[dict]) -> dict:
         L = max(len(it["input_ids"]) for it in items)
@@ -361,9 +373,12 @@ def aux_targets(scene) -> dict:
             lens[k] = [LENS_IDS[" " + colour], LENS_IDS[" " + shape]]
         elif cls[k] == 1:
             lens[k, 0] = LENS_IDS[scene.word]
+    # --aux-digits: the phases of the shape's four edges (the ones and tens digits the answer writes)
+    phase = np.array([[c for v in b for c in digit_code(float(v))[1:]] for b in box_px], dtype=np.float32)
     return {"cls": torch.from_numpy(cls), "word": torch.from_numpy(word), "box": torch.from_numpy(box),
             "has_box": torch.from_numpy(has_box), "lens": torch.from_numpy(lens), "pos": torch.from_numpy(pos),
-            "pos_px": torch.from_numpy(pos_px), "box_px": torch.from_numpy(box_px)}
+            "pos_px": torch.from_numpy(pos_px), "box_px": torch.from_numpy(box_px),
+            "box_phase": torch.from_numpy(phase.reshape(gh * gw, -1))}
 
 
 def where_of_question(scene, qa):
@@ -418,12 +433,21 @@ def probe_of_answer(scene, qa, tokenizer, answer_ids: list[int], where: bool = F
     return out
 
 
+def digit_code(v: float) -> list[float]:
+    """A coordinate `v` (pixels) as v/160 and the phases of v on periods of 10 and 100 pixels: its ones and
+    tens digits are then the angle of a point on a circle, which a linear map splits into ten sectors, where
+    from v alone they are sawtooth functions that a small network learns slowly."""
+    return [v / 160.0] + [f(2 * math.pi * v / p) for p in (10.0, 100.0) for f in (math.sin, math.cos)]
+
+
 class ProbeHead(torch.nn.Module):
     """Training-only linear read-outs of a middle layer's hidden state at answer positions (--probe)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, digits: bool = False):
         super().__init__()
-        self.proj = torch.nn.Linear(dim, len(scenes.COLOURS) + len(scenes.SHAPES) + 12 + 4 + len(LABELS))
+        self.digits = len(digit_code(0.0)) if digits else 0
+        n = len(scenes.COLOURS) + len(scenes.SHAPES) + 12 + 4 + self.digits + len(LABELS)
+        self.proj = torch.nn.Linear(dim, n)
 
     def loss(self, hidden: torch.Tensor, t: dict) -> tuple[torch.Tensor, dict]:
         F = torch.nn.functional
@@ -441,6 +465,12 @@ class ProbeHead(torch.nn.Module):
             v = F.smooth_l1_loss(y[hb][:, nc + ns + 12:nc + ns + 16], t["box"][hb], beta=0.02) * 10
             parts["probe_box"] = float(v)
             total = total + v
+        hd = t.get("has_digit")
+        if self.digits and hd is not None and hd.any():
+            lo = nc + ns + 16
+            v = F.smooth_l1_loss(y[hd][:, lo:lo + self.digits], t["digit"][hd], beta=0.02) * 10
+            parts["probe_digit"] = float(v)
+            total = total + v
         ap = t["answer_pos"]
         if ap.any():
             v = F.binary_cross_entropy_with_logits(y[ap][:, -len(LABELS):], t["bag"][ap])
@@ -451,6 +481,7 @@ class ProbeHead(torch.nn.Module):
 
 LENS_IDS: dict[str, int] = {}
 ABSOLUTE_AUX = True  # set from --absolute-aux
+AUX_DIGITS = False  # set from --aux-digits
 
 
 def set_lens_ids(tokenizer) -> None:
@@ -511,7 +542,8 @@ class AuxHead(torch.nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.proj = torch.nn.Linear(dim, N_CLS + len(scenes.WORDS) + (2 if ABSOLUTE_AUX else 0) + 4)
+        self.phases = 16 if AUX_DIGITS else 0  # four edges x (sin, cos) x (10, 100 px)
+        self.proj = torch.nn.Linear(dim, N_CLS + len(scenes.WORDS) + self.phases + (2 if ABSOLUTE_AUX else 0) + 4)
 
     def loss(self, feats: torch.Tensor, t: dict, lens=None, lens_w: float = 0.0) -> tuple[torch.Tensor, dict]:
         """`lens` (feats -> vocabulary logits through the language model's final norm and lm_head) trains each
@@ -525,6 +557,11 @@ class AuxHead(torch.nn.Module):
         lb = torch.nn.functional.smooth_l1_loss(y[hb, -4:], t["box"][hb], beta=0.05) * 10 if hb.any() else y.sum() * 0
         parts = {"aux_cls": float(lc), "aux_word": float(lw), "aux_box": float(lb)}
         total = lc + lw + lb
+        if self.phases and hb.any():  # the edges' digits as phases, linear in the tower's output
+            lo = N_CLS + len(scenes.WORDS)
+            lph = torch.nn.functional.smooth_l1_loss(y[hb, lo:lo + self.phases], t["box_phase"][hb], beta=0.02) * 10
+            parts["aux_digits"] = float(lph)
+            total = total + lph
         if ABSOLUTE_AUX:  # each token's own place in the image
             lp = torch.nn.functional.smooth_l1_loss(y[:, -6:-4], t["pos"], beta=0.02) * 10
             parts["aux_pos"] = float(lp)
@@ -630,6 +667,14 @@ def loss_of(model, batch, per_task: dict | None = None, hidden: dict | None = No
                 acc = per_task.setdefault(name, [0.0, 0])
                 acc[0] += float(tl[sel].sum())
                 acc[1] += int(sel.sum())
+        if "probe" in batch:  # box digits by place (ones, tens, hundreds): the log's d1, d10, d100
+            slot = batch["probe"]["slot"][:, :-1][mask]
+            for place, name in ((0, "d1"), (1, "d10"), (2, "d100")):
+                sel = (slot != -100) & (slot % 3 == place)
+                if sel.any():
+                    acc = per_task.setdefault(name, [0.0, 0])
+                    acc[0] += float(tl[sel].sum())
+                    acc[1] += int(sel.sum())
     return tok_loss.mean(), int(mask.sum())
 
 
@@ -711,8 +756,9 @@ def allreduce_grads(model, world: int) -> None:
 
 
 def cmd_train(args) -> None:
-    global ABSOLUTE_AUX
+    global ABSOLUTE_AUX, AUX_DIGITS
     ABSOLUTE_AUX = args.absolute_aux
+    AUX_DIGITS = args.aux_digits
     rank, world = dist_setup()
     say = print if rank == 0 else (lambda *a, **k: None)
     if world > 1:
@@ -724,6 +770,7 @@ def cmd_train(args) -> None:
     enc = Encoder(processor)
     enc.probes = bool(args.probe)
     enc.probe_where = args.probe_where
+    enc.probe_digits = args.probe_digits
     set_lens_ids(processor.tokenizer)
     model = new_model(cfg, seed=0)
     model.config._attn_implementation = "sdpa"
@@ -750,7 +797,7 @@ def cmd_train(args) -> None:
     probe_head = None
     if args.probe:
         torch.manual_seed(3)
-        probe_head = ProbeHead(cfg["hidden_size"])
+        probe_head = ProbeHead(cfg["hidden_size"], digits=args.probe_digits)
     named = list(model.named_parameters()) + (list(aux_head.named_parameters()) if aux_head else []) \
         + ([("oracle." + n, p) for n, p in oracle.named_parameters()] if oracle is not None else [])
     probe_named = [("probe." + n, p) for n, p in probe_head.named_parameters()] if probe_head is not None else []
@@ -1051,6 +1098,8 @@ def main() -> None:
         p.add_argument("--vision-warmup", type=int, default=0, help="first steps train only the vision tower (--aux)")
         p.add_argument("--absolute-aux", action="store_true",
                        help="--aux boxes in image coordinates, plus each token's position (else relative boxes)")
+        p.add_argument("--aux-digits", action="store_true",
+                       help="--aux: also the phases of each shape's edges on 10 and 100 px (see digit_code)")
         p.add_argument("--stop-at", type=int, default=0, help="stop (and save) at this step; the schedule stays --steps")
         p.add_argument("--task-weights", default="", help='JSON overriding TASK_WEIGHTS, e.g. {"yesno": 2}')
         p.add_argument("--lens", type=float, default=0.0, help="weight of the image-tokens-read-as-words loss (--aux)")
@@ -1059,6 +1108,8 @@ def main() -> None:
         p.add_argument("--oracle-w", type=float, default=1.0, help="--oracle joint: weight of the tower-to-oracle loss")
         p.add_argument("--probe", type=float, default=0.0,
                        help="weight of the middle-layer read-outs of what each answer token is about")
+        p.add_argument("--probe-digits", action="store_true",
+                       help="--probe: also the coordinate each box digit belongs to, as digit_code")
         p.add_argument("--probe-layer", type=int, default=2, help="--probe reads this layer's output")
         p.add_argument("--probe-where", action="store_true",
                        help="--probe also reads out where the objects a question names are (see where_of_question)")
