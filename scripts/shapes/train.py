@@ -20,7 +20,7 @@ held-out scenes (the scores that count are measured through Glimpse's HTTP API b
 Two research options train.sh does not use (the model card says what they did): `--probe-digits` adds to the
 read-outs the coordinate each box digit belongs to, and `--aux-digits` adds the same for each shape's edges to
 the tower's dense targets, both as digit_code.
-A research option it does not use (the model card says what it measured): `--oracle llm|vision|joint`
+Another research option it does not use (the model card says what it measured): `--oracle llm|vision|joint`
 replaces the image tokens by ground-truth ones (see Oracle) to train the language model apart from the tower.
 
     python -m torch.distributed.run --nproc-per-node 2 train.py train --out DIR ...   # train.sh: the bundled
@@ -373,12 +373,13 @@ def aux_targets(scene) -> dict:
             lens[k] = [LENS_IDS[" " + colour], LENS_IDS[" " + shape]]
         elif cls[k] == 1:
             lens[k, 0] = LENS_IDS[scene.word]
-    # --aux-digits: the phases of the shape's four edges (the ones and tens digits the answer writes)
-    phase = np.array([[c for v in b for c in digit_code(float(v))[1:]] for b in box_px], dtype=np.float32)
-    return {"cls": torch.from_numpy(cls), "word": torch.from_numpy(word), "box": torch.from_numpy(box),
-            "has_box": torch.from_numpy(has_box), "lens": torch.from_numpy(lens), "pos": torch.from_numpy(pos),
-            "pos_px": torch.from_numpy(pos_px), "box_px": torch.from_numpy(box_px),
-            "box_phase": torch.from_numpy(phase.reshape(gh * gw, -1))}
+    out = {"cls": torch.from_numpy(cls), "word": torch.from_numpy(word), "box": torch.from_numpy(box),
+           "has_box": torch.from_numpy(has_box), "lens": torch.from_numpy(lens), "pos": torch.from_numpy(pos),
+           "pos_px": torch.from_numpy(pos_px), "box_px": torch.from_numpy(box_px)}
+    if AUX_DIGITS:  # the phases of the shape's four edges (the ones and tens digits the answer writes)
+        phase = [[c for v in b for c in digit_code(float(v))[1:]] for b in box_px]
+        out["box_phase"] = torch.tensor(phase, dtype=torch.float32).reshape(gh * gw, -1)
+    return out
 
 
 def where_of_question(scene, qa):
@@ -659,22 +660,20 @@ def loss_of(model, batch, per_task: dict | None = None, hidden: dict | None = No
     mask = tgt != -100
     tok_loss = torch.nn.functional.cross_entropy(logits[mask].float(), tgt[mask], reduction="none")
     if per_task is not None:
-        tids = batch["task_ids"][:, 1:][mask]
         tl = tok_loss.detach()
-        for k, name in enumerate(scenes.TASKS):
-            sel = tids == k
+
+        def add(name: str, sel: torch.Tensor) -> None:
             if sel.any():
                 acc = per_task.setdefault(name, [0.0, 0])
                 acc[0] += float(tl[sel].sum())
                 acc[1] += int(sel.sum())
+        tids = batch["task_ids"][:, 1:][mask]
+        for k, name in enumerate(scenes.TASKS):
+            add(name, tids == k)
         if "probe" in batch:  # box digits by place (ones, tens, hundreds): the log's d1, d10, d100
             slot = batch["probe"]["slot"][:, :-1][mask]
             for place, name in ((0, "d1"), (1, "d10"), (2, "d100")):
-                sel = (slot != -100) & (slot % 3 == place)
-                if sel.any():
-                    acc = per_task.setdefault(name, [0.0, 0])
-                    acc[0] += float(tl[sel].sum())
-                    acc[1] += int(sel.sum())
+                add(name, (slot != -100) & (slot % 3 == place))
     return tok_loss.mean(), int(mask.sum())
 
 
