@@ -276,7 +276,7 @@ class Encoder:
                 if b is not None:
                     box[a - 1 + k] = torch.tensor(b, dtype=torch.float32) / 160.0
                     has_box[a - 1 + k] = True
-                if b is not None and sl != -100:  # a box digit: the coordinate it belongs to
+                if self.probe_digits and b is not None and sl != -100:  # a box digit: its coordinate
                     digit[a - 1 + k] = torch.tensor(digit_code(float(b[sl // 3])))
                     has_digit[a - 1 + k] = True
         bag = torch.zeros(len(LABELS))
@@ -543,7 +543,7 @@ class AuxHead(torch.nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.phases = 16 if AUX_DIGITS else 0  # four edges x (sin, cos) x (10, 100 px)
+        self.phases = 4 * (len(digit_code(0.0)) - 1) if AUX_DIGITS else 0  # four edges' phases
         self.proj = torch.nn.Linear(dim, N_CLS + len(scenes.WORDS) + self.phases + (2 if ABSOLUTE_AUX else 0) + 4)
 
     def loss(self, feats: torch.Tensor, t: dict, lens=None, lens_w: float = 0.0) -> tuple[torch.Tensor, dict]:
