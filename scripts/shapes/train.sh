@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Trains the bundled `shapes` model from scratch on 2 CPU cores and installs it into models/shapes: the two phases
-# below are the commands that made the committed weights (30 + 82 minutes, 1 h 53 min on 2 cores
-# with nothing else running), one
-# 14,000-step learning-rate schedule that the second phase resumes. Every phase needs the same --aux/--probe flags:
+# below are the commands that made the committed weights (30 + 82 minutes, 1 h 53 min on 2 cores with nothing
+# else running), one 14,000-step learning-rate schedule that the second phase resumes. Every phase needs the same
+# --aux/--probe flags:
 # --aux, a training-only dense head on the vision tower's output (each patch's shape, colour, word and box, in
 # --aux-digits as the box's decimal digits); --probe, training-only read-outs of layer 2 at the answer positions
 # (what the question asks about, the box digit being written in --probe-digits, the scene's labels), which get
