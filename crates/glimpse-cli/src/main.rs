@@ -190,6 +190,11 @@ struct FetchArgs {
     /// Largest image fetched from a URL.
     #[arg(long, default_value_t = 20 * 1024 * 1024)]
     max_fetch_bytes: u64,
+    /// Fetch image URLs through this http:// forward proxy (HTTP CONNECT; `http://user:password@host:port`
+    /// for a proxy that wants Basic authentication). Glimpse resolves and checks each host first and tunnels
+    /// to the checked address. HTTP_PROXY / HTTPS_PROXY in the environment are never used for image URLs.
+    #[arg(long, env = "GLIMPSE_FETCH_PROXY")]
+    fetch_proxy: Option<String>,
 }
 
 #[derive(Args)]
@@ -219,14 +224,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_images: args.max_images,
         image: ImageLimits { max_pixels: args.max_image_pixels, ..ImageLimits::default() },
     };
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("invalid --host/--port")?;
-    let auth = auth(&args.keys, &addr)?;
+    let addrs = listen_addrs(&args.host, args.port).await?;
+    let auth = auth(&args.keys, &addrs)?;
     let files = open_file_store(&args.files).await?;
     glimpse_files::sweeper::spawn(files.clone());
     let fetcher = if args.fetch.no_url_fetch {
         None
     } else {
-        let config = FetchConfig { max_bytes: args.fetch.max_fetch_bytes, allow: args.fetch.fetch_allow.clone(), ..Default::default() };
+        let config = FetchConfig {
+            max_bytes: args.fetch.max_fetch_bytes,
+            allow: args.fetch.fetch_allow.clone(),
+            proxy: args.fetch.fetch_proxy.clone(),
+            ..Default::default()
+        };
         Some(Arc::new(Fetcher::new(config)?))
     };
     let state = AppState {
@@ -239,14 +249,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         path_prefix: args.path_prefix.trim_end_matches('/').to_string(),
     };
     let app = glimpse_router::app(state);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = bind_first(&addrs).await?;
+    let addr = listener.local_addr()?;
     eprintln!("glimpse: serving the Gemini API on http://{addr}{} (v1, v1beta, v1alpha)", args.path_prefix);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }
 
-/// API keys from flags, env and file; without any, open mode, which only loopback gets by default.
-fn auth(args: &KeyArgs, addr: &SocketAddr) -> anyhow::Result<Auth> {
+/// What `--host` names: an IP address (IPv6 with or without brackets: `::`, `[::]`) or a host name, which is
+/// resolved (`localhost` → 127.0.0.1 and ::1).
+async fn listen_addrs(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+    let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
+        .await
+        .with_context(|| format!("--host {host} is neither an IP address nor a name that resolves"))?
+        .collect();
+    anyhow::ensure!(!addrs.is_empty(), "--host {host} resolves to no address");
+    Ok(addrs)
+}
+
+/// Binds the first of `addrs` that can be bound (a name may resolve to an address family this machine lacks).
+async fn bind_first(addrs: &[SocketAddr]) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(anyhow::Error::new(e).context(format!("binding {addr}"))),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no address to bind")))
+}
+
+/// API keys from flags, env and file; without any, open mode, which a server gets by default only when every
+/// address its `--host` stands for is loopback.
+fn auth(args: &KeyArgs, addrs: &[SocketAddr]) -> anyhow::Result<Auth> {
     let mut keys: Vec<String> = args.api_keys.iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
     if let Some(path) = &args.api_key_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -259,12 +298,14 @@ fn auth(args: &KeyArgs, addr: &SocketAddr) -> anyhow::Result<Auth> {
         eprintln!("glimpse: {} API key(s) configured", keys.len());
         return Ok(Auth::with_keys(keys));
     }
-    if addr.ip().is_loopback() {
+    if addrs.iter().all(|a| a.ip().is_loopback()) {
         return Ok(Auth::Open);
     }
+    let listed: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     anyhow::bail!(
-        "refusing to serve on {addr} without API keys: pass --api-key / --api-key-file (or GLIMPSE_API_KEYS), \
-         or --open to accept any key"
+        "refusing to serve on {} without API keys: pass --api-key / --api-key-file (or GLIMPSE_API_KEYS), \
+         or --open to accept any key",
+        listed.join(", ")
     )
 }
 

@@ -52,18 +52,47 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240)
 }
 
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
+/// IPv4 addresses an IPv6 address carries, in every form a host or a relay on the way may turn back into IPv4:
+/// mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), translated (`::ffff:0:a.b.c.d`), 6to4
+/// (`2002:aabb:ccdd::/48`), Teredo (`2001:0::/32`: the server, and the client obfuscated by XOR) and NAT64's
+/// well-known prefix (`64:ff9b::/96`).
+fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
+    let mut found = Vec::new();
+    if s[..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || s[5] == 0) {
+        found.push(v4(s[6], s[7])); // mapped, compatible (:: and ::1 are refused as such anyway)
     }
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
+    if s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0 {
+        found.push(v4(s[6], s[7])); // translated (RFC 2765)
+    }
+    if s[0] == 0x2002 {
+        found.push(v4(s[1], s[2])); // 6to4
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        found.push(v4(s[2], s[3])); // Teredo server
+        found.push(v4(!s[6], !s[7])); // Teredo client
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        found.push(v4(s[6], s[7])); // NAT64 well-known prefix
+    }
+    found
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    let special = ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link local
-        || (first == 0x64 && ip.segments()[1] == 0xff9b) // NAT64 can reach private v4
-        || first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link local
+        || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated, still routed by some stacks)
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // NAT64 local-use prefix 64:ff9b:1::/48
+        || s[..4] == [0x100, 0, 0, 0] // discard-only 100::/64
+        || (s[0] == 0x2001 && (s[1] & 0xffe0) == 0x0020) // ORCHIDv2 2001:20::/28
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID 2001:10::/28
+        || (s[0] == 0x2001 && s[1] == 0x0db8); // documentation
+    !special && embedded_v4(ip).into_iter().all(is_public_v4)
 }
 
 pub fn is_public(ip: IpAddr) -> bool {
@@ -116,6 +145,39 @@ mod tests {
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
             assert!(policy.permits(ip.parse().unwrap()), "{ip} must be allowed");
+        }
+    }
+
+    /// Every IPv6 form that embeds or maps 127.0.0.1 (or another refused IPv4 address) is refused; the same
+    /// forms around a public IPv4 address are not.
+    #[test]
+    fn ipv6_forms_of_refused_ipv4_addresses_are_refused() {
+        let policy = AddressPolicy::new(vec![]);
+        let refused = [
+            ("mapped", "::ffff:127.0.0.1"),
+            ("mapped, hex", "::ffff:7f00:1"),
+            ("compatible", "::127.0.0.1"),
+            ("compatible, metadata", "::169.254.169.254"),
+            ("translated", "::ffff:0:7f00:1"),
+            ("translated, private", "::ffff:0:a00:1"),
+            ("6to4", "2002:7f00:1::1"),
+            ("6to4, private", "2002:c0a8:101::1"),
+            ("Teredo client (XORed 127.0.0.1)", "2001:0:4136:e378:8000:63bf:80ff:fffe"),
+            ("Teredo server", "2001:0:a00:1::1"),
+            ("NAT64", "64:ff9b::7f00:1"),
+            ("NAT64, private", "64:ff9b::10.0.0.1"),
+            ("NAT64 local use", "64:ff9b:1::808:808"),
+            ("site local", "fec0::1"),
+            ("discard", "100::1"),
+        ];
+        for (form, ip) in refused {
+            assert!(!policy.permits(ip.parse().unwrap()), "{form} {ip} must be refused");
+            let url = format!("http://[{ip}]/x.png").parse().unwrap();
+            assert!(policy.check_url(&url).is_err(), "{form} {ip} must be refused in a URL");
+        }
+        let public = ["::ffff:8.8.8.8", "2002:808:808::1", "64:ff9b::808:808", "2001:0:808:808::f7f7:f7f7"];
+        for ip in public {
+            assert!(policy.permits(ip.parse().unwrap()), "{ip} embeds a public address and must be allowed");
         }
     }
 

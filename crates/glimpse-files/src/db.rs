@@ -9,21 +9,19 @@ use sqlx::{AnyPool, Row};
 
 use crate::record::{FileRecord, FileState, InteractionRecord, UploadSession};
 
+/// The `files` table's columns after `id`, the same in every version so far.
+macro_rules! file_columns_after_id {
+    () => {
+        "project TEXT NOT NULL, display_name TEXT, mime_type TEXT NOT NULL, size_bytes BIGINT NOT NULL, \
+         sha256 TEXT NOT NULL, create_ms BIGINT NOT NULL, update_ms BIGINT NOT NULL, expire_ms BIGINT NOT NULL, \
+         state TEXT NOT NULL, error TEXT, blob_key TEXT"
+    };
+}
+
+/// The first release's tables ("version 0"). Later changes are [`MIGRATIONS`], so that a database made by any
+/// earlier version is brought forward in place.
 const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS files (
-        id TEXT PRIMARY KEY,
-        project TEXT NOT NULL,
-        display_name TEXT,
-        mime_type TEXT NOT NULL,
-        size_bytes BIGINT NOT NULL,
-        sha256 TEXT NOT NULL,
-        create_ms BIGINT NOT NULL,
-        update_ms BIGINT NOT NULL,
-        expire_ms BIGINT NOT NULL,
-        state TEXT NOT NULL,
-        error TEXT,
-        blob_key TEXT
-    )",
+    concat!("CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, ", file_columns_after_id!(), ")"),
     "CREATE INDEX IF NOT EXISTS files_by_project ON files (project, create_ms)",
     "CREATE INDEX IF NOT EXISTS files_by_expiry ON files (expire_ms)",
     "CREATE TABLE IF NOT EXISTS uploads (
@@ -45,7 +43,35 @@ const SCHEMA: &[&str] = &[
         body TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS interactions_by_expiry ON interactions (expire_ms)",
+    "CREATE TABLE IF NOT EXISTS glimpse_schema (version BIGINT NOT NULL)",
 ];
+
+/// Schema changes in order; `glimpse_schema.version` counts those applied. Portable SQL (SQLite and PostgreSQL
+/// both rename tables and drop a table's indexes with it).
+const MIGRATIONS: &[&[&str]] = &[
+    // 1: file ids are per project. With one global id space, a custom name taken by one API key was
+    // ALREADY_EXISTS for every other key: a way to learn other projects' names and to squat them.
+    &[
+        concat!(
+            "CREATE TABLE files_by_project_id (id TEXT NOT NULL, ",
+            file_columns_after_id!(),
+            ", PRIMARY KEY (project, id))"
+        ),
+        concat!(
+            "INSERT INTO files_by_project_id (id, project, display_name, mime_type, size_bytes, sha256, create_ms, ",
+            "update_ms, expire_ms, state, error, blob_key) SELECT id, project, display_name, mime_type, size_bytes, ",
+            "sha256, create_ms, update_ms, expire_ms, state, error, blob_key FROM files"
+        ),
+        "DROP TABLE files",
+        "ALTER TABLE files_by_project_id RENAME TO files",
+        "CREATE INDEX IF NOT EXISTS files_by_project ON files (project, create_ms)",
+        "CREATE INDEX IF NOT EXISTS files_by_expiry ON files (expire_ms)",
+        "CREATE INDEX IF NOT EXISTS uploads_by_file ON uploads (project, file_id)",
+    ],
+];
+
+/// Serialises schema set-up between processes sharing one PostgreSQL database (an arbitrary constant key).
+const SCHEMA_LOCK_KEY: i64 = 0x676c_696d_7073;
 
 const FILE_COLUMNS: &str =
     "id, project, display_name, mime_type, size_bytes, sha256, create_ms, update_ms, expire_ms, state, error, blob_key";
@@ -94,6 +120,31 @@ fn upload_from_row(row: &AnyRow) -> Result<UploadSession, sqlx::Error> {
     })
 }
 
+/// Creates the first release's tables if needed and applies the migrations not yet applied, in one
+/// transaction (under an advisory lock on PostgreSQL, so replicas starting together do it once).
+async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if postgres {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS locked").bind(SCHEMA_LOCK_KEY).execute(&mut *tx).await?;
+    }
+    for statement in SCHEMA {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    let version: Option<i64> =
+        sqlx::query("SELECT version FROM glimpse_schema").fetch_optional(&mut *tx).await?.map(|row| row.try_get(0)).transpose()?;
+    if version.is_none() {
+        sqlx::query("INSERT INTO glimpse_schema (version) VALUES (0)").execute(&mut *tx).await?;
+    }
+    let applied = version.unwrap_or(0).max(0) as usize;
+    for (index, statements) in MIGRATIONS.iter().enumerate().skip(applied) {
+        for statement in *statements {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE glimpse_schema SET version = $1").bind(index as i64 + 1).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 impl Db {
     /// Connects (`sqlite://…?mode=rwc` or `postgres://…`) and creates the tables if needed.
     pub async fn connect(url: &str) -> Result<Db, GlimpseError> {
@@ -102,9 +153,7 @@ impl Db {
         // SQLite allows one writer; a single connection serialises statements instead of failing on locks.
         let max = if url.starts_with("sqlite:") { 1 } else { 8 };
         let pool = AnyPoolOptions::new().max_connections(max).connect(url).await.map_err(storage)?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&pool).await.map_err(storage)?;
-        }
+        migrate(&pool, url.starts_with("postgres")).await.map_err(storage)?;
         Ok(Db { pool })
     }
 
@@ -130,8 +179,9 @@ impl Db {
         Ok(())
     }
 
-    pub async fn file(&self, id: &str) -> Result<Option<FileRecord>, GlimpseError> {
-        let row = sqlx::query(&format!("SELECT {FILE_COLUMNS} FROM files WHERE id = $1"))
+    pub async fn file(&self, project: &str, id: &str) -> Result<Option<FileRecord>, GlimpseError> {
+        let row = sqlx::query(&format!("SELECT {FILE_COLUMNS} FROM files WHERE project = $1 AND id = $2"))
+            .bind(project)
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -165,8 +215,13 @@ impl Db {
         rows.iter().map(file_from_row).collect::<Result<_, _>>().map_err(storage)
     }
 
-    pub async fn delete_file(&self, id: &str) -> Result<(), GlimpseError> {
-        sqlx::query("DELETE FROM files WHERE id = $1").bind(id).execute(&self.pool).await.map_err(storage)?;
+    pub async fn delete_file(&self, project: &str, id: &str) -> Result<(), GlimpseError> {
+        sqlx::query("DELETE FROM files WHERE project = $1 AND id = $2")
+            .bind(project)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
         Ok(())
     }
 
@@ -204,12 +259,15 @@ impl Db {
         Ok((files.max(0) + uploads.max(0)) as u64)
     }
 
-    /// Whether a file id is used by a file or reserved by an open upload.
-    pub async fn id_taken(&self, id: &str) -> Result<bool, GlimpseError> {
+    /// Whether a project already uses a file id for a file or an open upload (other projects' ids are theirs).
+    pub async fn id_taken(&self, project: &str, id: &str) -> Result<bool, GlimpseError> {
         let n: i64 = sqlx::query(
-            "SELECT CAST((SELECT COUNT(*) FROM files WHERE id = $1) + (SELECT COUNT(*) FROM uploads WHERE file_id = $2) AS BIGINT)",
+            "SELECT CAST((SELECT COUNT(*) FROM files WHERE project = $1 AND id = $2) \
+             + (SELECT COUNT(*) FROM uploads WHERE project = $3 AND file_id = $4) AS BIGINT)",
         )
+        .bind(project)
         .bind(id)
+        .bind(project)
         .bind(id)
         .fetch_one(&self.pool)
         .await

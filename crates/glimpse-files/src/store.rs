@@ -135,7 +135,7 @@ impl FileStore {
         let file_id = match &request.name {
             Some(name) => {
                 let id = ids::parse_custom_name(name)?;
-                if self.db.id_taken(&id).await? {
+                if self.db.id_taken(&request.project, &id).await? {
                     return Err(GlimpseError::AlreadyExists(format!("File files/{id} already exists.")));
                 }
                 id
@@ -304,8 +304,8 @@ impl FileStore {
 
     /// A file of `project` that exists and has not expired; anything else is the real API's 403.
     pub async fn get(&self, project: &str, id: &str) -> Result<FileRecord, GlimpseError> {
-        match self.db.file(id).await? {
-            Some(file) if file.project == project && !file.is_expired(now_ms()) => Ok(file),
+        match self.db.file(project, id).await? {
+            Some(file) if !file.is_expired(now_ms()) => Ok(file),
             _ => Err(no_such_file(id)),
         }
     }
@@ -334,7 +334,7 @@ impl FileStore {
     }
 
     async fn remove(&self, file: &FileRecord) -> Result<(), GlimpseError> {
-        self.db.delete_file(&file.id).await?;
+        self.db.delete_file(&file.project, &file.id).await?;
         if let Some(key) = &file.blob_key {
             self.blobs.delete(key).await?;
         }

@@ -150,14 +150,75 @@ async fn listing_pages_newest_first() {
     assert!(token2.is_none());
 }
 
+/// Custom names are unique within a project and private to it: another project's name is as free as any
+/// unused one (one global id space answered ALREADY_EXISTS, telling one key the names of another's files).
 #[tokio::test]
-async fn custom_names_are_unique() {
+async fn custom_names_are_unique_per_project() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(config(dir.path())).await.unwrap();
     let named = |p: &str| NewUpload { project: p.into(), name: Some("files/my-cat".into()), ..Default::default() };
     let session = store.start_upload(named("p")).await.unwrap();
     assert_eq!(session.file_id, "my-cat");
-    assert_eq!(code(store.start_upload(named("q")).await.unwrap_err()), Code::AlreadyExists);
+    assert_eq!(code(store.start_upload(named("p")).await.unwrap_err()), Code::AlreadyExists, "open upload");
+
+    let q = store.start_upload(named("q")).await.unwrap();
+    assert_eq!(q.file_id, "my-cat");
+    store.append(&q, 0, chunks(&png())).await.unwrap();
+    let q = store.upload_session(&q.id).await.unwrap().unwrap();
+    let q_file = store.finalize(&q).await.unwrap();
+    store.append(&session, 0, chunks(b"not an image")).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    let p_file = store.finalize(&session).await.unwrap();
+    assert_eq!((q_file.state, p_file.state), (FileState::Active, FileState::Failed), "two files, one name");
+    assert_eq!(code(store.start_upload(named("q")).await.unwrap_err()), Code::AlreadyExists, "stored file");
+
+    store.delete("p", "my-cat").await.unwrap();
+    assert_eq!(store.read_for_prompt("q", "my-cat", u64::MAX).await.unwrap().1, png(), "q's file untouched");
+}
+
+/// A data folder made before file ids were per project (no `glimpse_schema` table, `files.id` the primary key)
+/// opens with its files in place.
+#[tokio::test]
+async fn a_database_from_before_per_project_names_is_migrated() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("glimpse.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE files (id TEXT PRIMARY KEY, project TEXT NOT NULL, display_name TEXT, mime_type TEXT NOT NULL, \
+         size_bytes BIGINT NOT NULL, sha256 TEXT NOT NULL, create_ms BIGINT NOT NULL, update_ms BIGINT NOT NULL, \
+         expire_ms BIGINT NOT NULL, state TEXT NOT NULL, error TEXT, blob_key TEXT)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let bytes = png();
+    let expires = an_hour_from_now_ms();
+    sqlx::query("INSERT INTO files VALUES ('old-cat', 'p', 'Cat', 'image/png', $1, 'x', 1, 1, $2, 'ACTIVE', NULL, 'p/old-cat')")
+        .bind(bytes.len() as i64)
+        .bind(expires)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    std::fs::create_dir_all(dir.path().join("blobs/p")).unwrap();
+    std::fs::write(dir.path().join("blobs/p/old-cat"), &bytes).unwrap();
+
+    for _ in 0..2 {
+        // Twice: the second open finds the migration applied.
+        let store = FileStore::open(config(dir.path())).await.unwrap();
+        let (file, read) = store.read_for_prompt("p", "old-cat", u64::MAX).await.unwrap();
+        assert_eq!((file.display_name.as_deref(), read), (Some("Cat"), bytes.clone()));
+        assert_eq!(code(store.get("q", "old-cat").await.unwrap_err()), Code::PermissionDenied);
+    }
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let named = NewUpload { project: "q".into(), name: Some("old-cat".into()), ..Default::default() };
+    store.start_upload(named).await.expect("another project may use the name");
+}
+
+fn an_hour_from_now_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    (now + Duration::from_secs(3600)).as_millis() as i64
 }
 
 #[tokio::test]

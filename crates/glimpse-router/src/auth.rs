@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -60,10 +61,7 @@ impl Auth {
                 Some(project) => Ok(Caller { project: project.clone() }),
                 None => Err(invalid_key()),
             },
-            (Auth::Keys(_), None) => Err(ApiError::new(
-                Code::PermissionDenied,
-                "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
-            )),
+            (Auth::Keys(_), None) => Err(unregistered_caller()),
         }
     }
 }
@@ -93,26 +91,78 @@ fn invalid_key() -> ApiError {
     err
 }
 
-/// Resumable-upload chunk requests are authorised by their unguessable `upload_id` (the Python SDK sends no
-/// key on them); every other request needs a caller.
-fn is_upload_chunk(request: &Request) -> bool {
-    request.uri().path().contains("/upload/")
-        && request.uri().query().is_some_and(|q| {
-            url::form_urlencoded::parse(q.as_bytes()).any(|(name, value)| name == "upload_id" && !value.is_empty())
-        })
-}
-
-/// Middleware: puts the [`Caller`] in the request's extensions, or answers the Google auth error.
+/// Middleware on every keyed route: puts the [`Caller`] in the request's extensions, or answers the Google auth
+/// error. No query string or path shape exempts a request; the one route that may go without a key (an upload's
+/// continuation) has its own layer, [`upload_caller`].
 pub async fn require_caller(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if is_upload_chunk(&request) {
-        return next.run(request).await;
-    }
     match state.auth.authenticate(request.headers(), request.uri().query()) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
         Err(err) => err.into_response(),
+    }
+}
+
+/// The credential of a resumable upload's continuation: the `upload_id` of the URL this server handed out in
+/// `X-Goog-Upload-URL`. The Python SDK sends no API key on chunks, so the id (unguessable, ~206 bits) is what
+/// authorises them; the upload handler accepts it only for an upload that exists and is unfinished, and acts as
+/// that upload's project.
+#[derive(Debug, Clone)]
+pub struct UploadContinuation(pub String);
+
+/// Middleware on the upload route (`POST /upload/{v}/files`) only. A start request needs a key like any other;
+/// a continuation carries [`UploadContinuation`] instead, plus a [`Caller`] when it also presents a key (the JS
+/// SDK does), which must then be valid.
+pub async fn upload_caller(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let continuation = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).find(|(name, _)| name == "upload_id").map(|(_, v)| v.into_owned())
+    });
+    let Some(upload_id) = continuation else {
+        return require_caller(State(state), request, next).await;
+    };
+    if presented_key(request.headers(), request.uri().query()).is_some() {
+        match state.auth.authenticate(request.headers(), request.uri().query()) {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+            }
+            Err(err) => return err.into_response(),
+        }
+    }
+    request.extensions_mut().insert(UploadContinuation(upload_id));
+    next.run(request).await
+}
+
+fn unregistered_caller() -> ApiError {
+    ApiError::new(
+        Code::PermissionDenied,
+        "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+    )
+}
+
+/// Handlers take the caller as an extractor: a route that somehow ran without the auth layer answers the
+/// Google auth error, never axum's "missing extension" 500.
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(unregistered_caller)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned())
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for UploadContinuation {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<UploadContinuation>().cloned())
     }
 }
 

@@ -2,7 +2,10 @@
 //! `{"error":{"code","message","status"}}` with `application/json; charset=UTF-8` (the JS SDK parses an error
 //! body only when the content type says JSON).
 
-use axum::http::{header, StatusCode, Uri};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use glimpse_core::{Code, GlimpseError};
 use serde_json::json;
@@ -71,6 +74,63 @@ impl IntoResponse for ApiError {
 /// Unknown routes answer like Google's front end: 404 NOT_FOUND in the error envelope.
 pub async fn not_found_route(uri: Uri) -> ApiError {
     ApiError::new(Code::NotFound, format!("The requested URL {} was not found on this server.", uri.path()))
+}
+
+/// The longest plain-text error body the envelope layer reads (axum's own rejections are one line).
+const PLAIN_ERROR_LIMIT: usize = 4096;
+/// The longest client-facing message taken from such a body.
+const PLAIN_MESSAGE_CHARS: usize = 300;
+
+/// The outermost layer: an error answer that did not come from [`ApiError`] — axum's own 405 (empty body), an
+/// extractor's `text/plain` rejection (a path segment that is not UTF-8) — is rewritten into the Google envelope
+/// with the same HTTP status. A server error's text is logged, never sent.
+pub async fn google_envelope(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, PLAIN_ERROR_LIMIT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let message = format!("Method {method} is not allowed on {path}; this route accepts {allowed}.");
+            ApiError { http_status: 405, ..ApiError::new(Code::Unimplemented, message) }
+        }
+        s if s.is_server_error() => {
+            tracing::error!(%status, %path, body = %text, "plain-text server error");
+            ApiError { http_status: s.as_u16(), ..ApiError::new(Code::Internal, "Internal error encountered.") }
+        }
+        s => {
+            let code = match s.as_u16() {
+                401 => Code::Unauthenticated,
+                403 => Code::PermissionDenied,
+                404 => Code::NotFound,
+                409 => Code::AlreadyExists,
+                429 => Code::ResourceExhausted,
+                _ => Code::InvalidArgument,
+            };
+            let message: String = match text.is_empty() {
+                true => s.canonical_reason().unwrap_or("Bad request").to_string(),
+                false => text.chars().take(PLAIN_MESSAGE_CHARS).collect(),
+            };
+            ApiError { http_status: s.as_u16(), ..ApiError::new(code, message) }
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+    Response::from_parts(parts, Body::from(error.to_json().to_string()))
 }
 
 #[cfg(test)]

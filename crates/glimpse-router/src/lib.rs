@@ -51,14 +51,17 @@ impl AppState {
 
 /// The whole API, optionally under a path prefix (e.g. `/gemini` behind a gateway).
 pub fn app(state: AppState) -> Router {
+    // Authentication is decided by the matched route: every API route needs a key, except the upload route's
+    // continuations, which its own layer admits by upload id.
     let api = gemini::routes()
         .merge(files::routes())
         .merge(interactions::routes())
         .merge(openai::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_caller))
+        .merge(files::upload_routes().route_layer(middleware::from_fn_with_state(state.clone(), auth::upload_caller)))
         .merge(playground::routes())
         .with_state(state.clone());
     let prefix = state.path_prefix.trim_end_matches('/');
     let app = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
-    app.fallback(error::not_found_route)
+    app.fallback(error::not_found_route).layer(middleware::from_fn(error::google_envelope))
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use glimpse_core::{Code, GlimpseError};
 use glimpse_files::FileStore;
 use serde_json::{json, Value};
@@ -21,11 +21,16 @@ use crate::AppState;
 
 pub use resource::file_json;
 
+/// The keyed File API routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/upload/{version}/files", post(upload::upload))
         .route("/{version}/files", get(list_files).post(create_metadata_only))
         .route("/{version}/files/{id}", get(get_file).delete(delete_file))
+}
+
+/// The upload route, kept apart: its continuations authenticate by upload id ([`crate::auth::upload_caller`]).
+pub fn upload_routes() -> Router<AppState> {
+    Router::new().route("/upload/{version}/files", post(upload::upload))
 }
 
 fn store(state: &AppState) -> Result<&FileStore, ApiError> {
@@ -47,7 +52,7 @@ pub fn api_base(state: &AppState, headers: &HeaderMap) -> String {
 /// `GET /{v}/files?pageSize=&pageToken=` → `{"files": [...], "nextPageToken": ...}`, or `{}` when empty.
 async fn list_files(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(version): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -81,7 +86,7 @@ fn file_id(raw: &str) -> Result<&str, ApiError> {
 
 async fn get_file(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path((version, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -93,7 +98,7 @@ async fn get_file(
 /// `DELETE /{v}/files/{id}` → 200 `{}` (not 204: the SDKs parse a JSON body).
 async fn delete_file(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path((version, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     check_version(&version)?;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{api_base, file_json, store};
-use crate::auth::Caller;
+use crate::auth::{Caller, UploadContinuation};
 use crate::body::{parse_gemini, read_limited};
 use crate::error::{ApiError, JSON_CONTENT_TYPE};
 use crate::gemini::check_version;
@@ -74,6 +74,8 @@ pub async fn upload(
     State(state): State<AppState>,
     Path(version): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    caller: Option<Caller>,
+    continuation: Option<UploadContinuation>,
     request: Request,
 ) -> Response {
     if let Err(e) = check_version(&version) {
@@ -84,10 +86,10 @@ pub async fn upload(
         Err(e) => return upload_error(e, "final", None),
     };
     let base = api_base(&state, request.headers());
-    if let Some(upload_id) = query.get("upload_id") {
-        return chunk(store, upload_id, request, &base, &version).await;
+    if let Some(UploadContinuation(upload_id)) = continuation {
+        return chunk(store, &upload_id, caller, request, &base, &version).await;
     }
-    let Some(caller) = request.extensions().get::<Caller>().cloned() else {
+    let Some(caller) = caller else {
         return upload_error(ApiError::new(Code::PermissionDenied, "No caller for this upload."), "final", None);
     };
     let protocol = header(request.headers(), "x-goog-upload-protocol")
@@ -149,11 +151,20 @@ async fn start(store: &FileStore, caller: Caller, request: Request, base: &str, 
     Ok(response)
 }
 
-/// A request on the upload URL: `upload`, `finalize`, `query` or `cancel`, comma-separated.
-async fn chunk(store: &FileStore, upload_id: &str, request: Request, base: &str, version: &str) -> Response {
+/// A request on the upload URL: `upload`, `finalize`, `query` or `cancel`, comma-separated. It acts as the
+/// upload's project; a key presented with it must belong to that project (another project's upload is as
+/// unknown as a finished one).
+async fn chunk(
+    store: &FileStore,
+    upload_id: &str,
+    caller: Option<Caller>,
+    request: Request,
+    base: &str,
+    version: &str,
+) -> Response {
     let session = match store.upload_session(upload_id).await {
-        Ok(Some(session)) => session,
-        Ok(None) => {
+        Ok(Some(session)) if caller.as_ref().is_none_or(|c| c.project == session.project) => session,
+        Ok(_) => {
             let err = ApiError::new(Code::NotFound, "No upload session with this upload_id (finished, cancelled or unknown).");
             return upload_error(err, "final", None);
         }

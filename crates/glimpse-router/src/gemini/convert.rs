@@ -301,6 +301,7 @@ fn output_constraint(config: &GenerationConfig) -> Result<OutputConstraint, Glim
                 (_, Some(s)) => s.clone(),
                 _ => json!({}),
             };
+            glimpse_core::output_schema::check_json_schema(&schema)?;
             Ok(OutputConstraint::JsonSchema(schema))
         }
         Some("text/x.enum") => {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::Extension;
 use axum::http::header;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -62,7 +61,7 @@ fn new_response_id() -> String {
 /// `POST /{v}/models/{model}:{method}`.
 pub async fn model_method(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path((version, model_and_method)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     body: Body,

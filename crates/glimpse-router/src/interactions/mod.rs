@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use axum::response::Response;
 use glimpse_core::engine::collect;
 use glimpse_core::{GlimpseError, Usage};
@@ -64,7 +64,7 @@ fn files(state: &AppState) -> Result<&Arc<FileStore>, GlimpseError> {
 
 async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(version): Path<String>,
     body: Body,
 ) -> Result<Response, InteractionError> {
@@ -138,7 +138,7 @@ async fn stored(state: &AppState, caller: &Caller, version: &str, id: &str) -> R
 /// `stream=true` replays it as events.
 async fn fetch(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path((version, id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, InteractionError> {
@@ -157,7 +157,7 @@ async fn fetch(
 /// `DELETE /{v}/interactions/{id}` → `{}`.
 async fn remove(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path((version, id)): Path<(String, String)>,
 ) -> Result<Response, InteractionError> {
     check_version(&version)?;
@@ -169,7 +169,7 @@ async fn remove(
 /// none, so an existing interaction is already finished.
 async fn cancel(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path((version, id)): Path<(String, String)>,
 ) -> Result<Response, InteractionError> {
     let body = stored(&state, &caller, &version, &id).await?;

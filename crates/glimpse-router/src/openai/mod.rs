@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::Event;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::Router;
 use futures::StreamExt;
 use glimpse_core::engine::collect;
 use glimpse_core::{Code, FinishReason, GenerationEvent, GenerationStream, GlimpseError, Usage};
@@ -63,7 +63,7 @@ impl Completion {
 
 async fn chat_completions(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     Path(version): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
