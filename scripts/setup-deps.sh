@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Glimpse needs on a fresh Debian machine with Rust and Python 3:
-# Debian packages for HEIC/HEIF decoding, the tests' curl, Node.js and Chromium (the playground test), DejaVu
+# Debian packages for HEIC/HEIF and JPEG decoding (libheif, libjpeg-turbo's TurboJPEG), the tests' curl, Node.js and Chromium (the playground test), DejaVu
 # Sans (the shapes scenes render their words with it), the
 # darknet package's sample photographs (unpacked into fixtures/photos for the toolkit's real-photo tests and
 # the README's demo, without installing the package and its OpenCV dependencies), a Python venv
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-for pkg in libheif-dev pkg-config curl chromium fonts-dejavu-core; do
+for pkg in libheif-dev libturbojpeg0-dev pkg-config curl chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

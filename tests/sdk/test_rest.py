@@ -265,6 +265,17 @@ def _err_truncated_png():
     return GEN, _image_body(b64(sdkutil.truncated_png(sdkutil.fixture_png())), "image/png")
 
 
+def _err_truncated_jpeg():
+    # Cut inside the scan: the decoder must refuse it, not answer about a half-grey picture.
+    data = sdkutil.jpeg_bytes(256)
+    return GEN, _image_body(b64(data[: len(data) * 2 // 3]), "image/jpeg")
+
+
+def _err_truncated_jpeg_stream():
+    data = sdkutil.jpeg_bytes(256)
+    return STREAM, _image_body(b64(data[: len(data) - 2]), "image/jpeg")
+
+
 def _err_too_many_images():
     part = {"inlineData": {"mimeType": "image/png", "data": b64(sdkutil.tiny_png())}}
     parts = [part] * (sdkutil.DEFAULT_MAX_IMAGES + 1) + [{"text": "How many images?"}]
@@ -301,6 +312,8 @@ ERRORS = {
     "mime_image_jpg_stream": (_err_mime_image_jpg_stream, "Unsupported MIME type: image/jpg"),
     "png_declared_jpeg_bytes": (_err_png_declared_jpeg_bytes, None),
     "truncated_png": (_err_truncated_png, None),
+    "truncated_jpeg": (_err_truncated_jpeg, None),
+    "truncated_jpeg_stream": (_err_truncated_jpeg_stream, None),
     "too_many_images": (_err_too_many_images, None),
     "candidate_count_2": (_err_candidate_count_2, None),
     "malformed_json": (_err_malformed_json, None),

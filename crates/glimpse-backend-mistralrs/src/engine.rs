@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use either::Either;
 use futures::StreamExt;
 use glimpse_core::grounding::{self, BoxConvention, ImageGeometry, MaskModel};
+use glimpse_core::media::{ImageSource, PixelCache};
 use glimpse_core::{
     Engine, FinishReason, GenerateRequest, GenerationEvent, GenerationStream, GlimpseError, ModelInfo, OutputConstraint,
     Prompt, PromptTokens, Usage,
@@ -47,6 +48,8 @@ pub struct LoadOptions {
     pub grounding: bool,
     /// Fills `mask` for segmentation prompts; without one they are refused with a clear error.
     pub mask_model: Option<Arc<dyn MaskModel>>,
+    /// Images at their planned sizes, shared with the server's other models (`--image-cache-bytes`).
+    pub pixel_cache: Arc<PixelCache>,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +64,7 @@ impl Default for LoadOptions {
             isq: None,
             grounding: true,
             mask_model: None,
+            pixel_cache: Arc::new(PixelCache::new(0)),
         }
     }
 }
@@ -146,13 +150,20 @@ impl MistralRsEngine {
         self.inner.options.grounding && grounding::is_detection_prompt(prompt) && prompt.images().next().is_some()
     }
 
-    /// Prepares the prompt off the async threads (image resizing is CPU work).
-    pub(crate) async fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
-        let family = self.inner.folder.family.clone();
-        let prompt = prompt.clone();
-        tokio::task::spawn_blocking(move || prepare(&prompt, &family))
+    /// Messages and image plans; no pixel is decoded.
+    pub(crate) fn prepare(&self, prompt: &Prompt) -> Result<PreparedPrompt, GlimpseError> {
+        prepare(prompt, &self.inner.folder.family)
+    }
+
+    /// The prompt's images at their planned sizes, off the async threads (decoding and resizing are CPU work).
+    pub(crate) async fn render_images(&self, prepared: &Arc<PreparedPrompt>) -> Result<Vec<image::DynamicImage>, GlimpseError> {
+        if prepared.plans.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (prepared, inner) = (prepared.clone(), self.inner.clone());
+        tokio::task::spawn_blocking(move || prepared.render_images(&inner.options.pixel_cache))
             .await
-            .map_err(|e| GlimpseError::Engine(format!("prompt preparation failed: {e}")))?
+            .map_err(|e| GlimpseError::Engine(format!("image preparation failed: {e}")))?
     }
 
     /// Counts the prompt as the engine will see it: the chat template applied, then each image placeholder
@@ -253,7 +264,7 @@ impl Engine for MistralRsEngine {
     }
 
     async fn count_tokens(&self, prompt: &Prompt) -> Result<PromptTokens, GlimpseError> {
-        let prepared = self.prepare(prompt).await?;
+        let prepared = self.prepare(prompt)?;
         self.count_prepared(&prepared).await
     }
 
@@ -265,7 +276,7 @@ impl Engine for MistralRsEngine {
         } else {
             None
         };
-        let prepared = self.prepare(&request.prompt).await?;
+        let prepared = Arc::new(self.prepare(&request.prompt)?);
         let prompt_tokens = self.count_prepared(&prepared).await?;
         let limit = self.info.input_token_limit;
         if prompt_tokens.total() >= limit {
@@ -290,12 +301,13 @@ impl Engine for MistralRsEngine {
             OutputConstraint::Choice(options) => Constraint::Regex(OutputConstraint::choice_regex(&options)),
         };
         let image_tokens = prepared.image_tokens();
+        let images = self.render_images(&prepared).await?;
         let (tx, rx) = mpsc::channel(64);
-        self.inner.submit(engine_request(prepared, params, constraint, tx, EngineOutput::Stream)).await?;
+        self.inner.submit(engine_request(&prepared, images, params, constraint, tx, EngineOutput::Stream)).await?;
         let stream = response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens);
         Ok(match geometry {
             Some(geometry) => {
-                let masks = masks.zip(request.prompt.images().last().map(|input| input.image.clone()));
+                let masks = masks.zip(request.prompt.images().last().map(|input| input.source.clone()));
                 to_gemini_detections(stream, convention, geometry, masks)
             }
             None => stream,
@@ -318,12 +330,12 @@ fn to_gemini_detections(
     stream: GenerationStream,
     convention: BoxConvention,
     geometry: ImageGeometry,
-    masks: Option<(Arc<dyn MaskModel>, Arc<image::DynamicImage>)>,
+    masks: Option<(Arc<dyn MaskModel>, Arc<ImageSource>)>,
 ) -> GenerationStream {
     grounding::buffer_and_convert(stream, move |text| async move {
         let Some(answer) = grounding::to_gemini_answer(&text, convention, geometry) else { return Ok(text) };
-        let Some((model, image)) = masks else { return Ok(answer) };
-        tokio::task::spawn_blocking(move || grounding::add_masks(&answer, &image, model.as_ref()))
+        let Some((model, source)) = masks else { return Ok(answer) };
+        tokio::task::spawn_blocking(move || grounding::add_masks(&answer, &source.decode()?, model.as_ref()))
             .await
             .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?
     })
@@ -364,18 +376,19 @@ pub(crate) enum EngineOutput {
 }
 
 pub(crate) fn engine_request(
-    prepared: PreparedPrompt,
+    prepared: &PreparedPrompt,
+    images: Vec<image::DynamicImage>,
     sampling_params: mistralrs::SamplingParams,
     constraint: Constraint,
     response: mpsc::Sender<Response>,
     output: EngineOutput,
 ) -> Request {
     let messages = prepared.engine_messages();
-    let message = if prepared.images.is_empty() {
+    let message = if images.is_empty() {
         RequestMessage::Chat { messages, enable_thinking: None, reasoning_effort: None }
     } else {
         RequestMessage::MultimodalChat {
-            images: prepared.images,
+            images,
             audios: Vec::new(),
             videos: Vec::new(),
             messages,

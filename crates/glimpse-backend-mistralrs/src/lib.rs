@@ -17,3 +17,9 @@ pub use mistralrs::{IsqType, ModelDType};
 pub use family::{Family, ImagePlan};
 pub use model_folder::ModelFolder;
 pub use probe::Probe;
+
+/// Bytes of vision-encoder output each model keeps for images it has already seen (mistralrs's encoder cache,
+/// keyed by the image's pixels: `vendor/README.md`, eighth fix). One setting for the whole process; 0 keeps none.
+pub fn set_encoder_cache_bytes(bytes: usize) {
+    mistralrs_core::ENCODER_CACHE_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}

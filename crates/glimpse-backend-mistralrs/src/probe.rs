@@ -3,6 +3,7 @@
 //! can run to check a model folder loads with the numerics they expect.
 
 use std::f32::consts::LN_10;
+use std::sync::Arc;
 
 use glimpse_core::{GlimpseError, Prompt, SamplingOptions};
 use mistralrs::{Constraint, Response};
@@ -31,8 +32,9 @@ impl MistralRsEngine {
         let params = sampling_params(&greedy, &GenerationDefaults::default(), max_tokens as usize);
 
         let (tx, mut rx) = mpsc::channel(64);
-        let prepared = self.prepare(prompt).await?;
-        let request = engine_request(prepared, params.clone(), Constraint::None, tx, EngineOutput::Logprobs);
+        let prepared = Arc::new(self.prepare(prompt)?);
+        let images = self.render_images(&prepared).await?;
+        let request = engine_request(&prepared, images.clone(), params.clone(), Constraint::None, tx, EngineOutput::Logprobs);
         self.inner.submit(request).await?;
         let (mut tokens, mut logprobs, mut finish_reason) = (Vec::new(), Vec::new(), String::new());
         match rx.recv().await {
@@ -50,8 +52,7 @@ impl MistralRsEngine {
         }
 
         let (tx, mut rx) = mpsc::channel(4);
-        let prepared = self.prepare(prompt).await?;
-        self.inner.submit(engine_request(prepared, params, Constraint::None, tx, EngineOutput::RawLogits)).await?;
+        self.inner.submit(engine_request(&prepared, images, params, Constraint::None, tx, EngineOutput::RawLogits)).await?;
         let (first_logits, prompt_ids) = match rx.recv().await {
             Some(Response::Raw { logits_chunks, tokens }) => {
                 let last = logits_chunks.last().ok_or_else(|| GlimpseError::Engine("no logits returned".into()))?;

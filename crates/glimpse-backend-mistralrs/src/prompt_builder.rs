@@ -4,9 +4,11 @@
 //! the text here (mistralrs's prefixer would move every image to the front of its message). Families whose chat
 //! template renders only typed content (SmolVLM) get the same text cut into text and image parts.
 
+use std::sync::Arc;
+
 use either::Either;
-use glimpse_core::media::resize_exact;
 use glimpse_core::grounding::ImageGeometry;
+use glimpse_core::media::{ImageSource, PixelCache};
 use glimpse_core::{GlimpseError, Part, Prompt, Role};
 use image::DynamicImage;
 use indexmap::IndexMap;
@@ -20,8 +22,8 @@ pub struct PreparedPrompt {
     pub original_sizes: Vec<(u32, u32)>,
     /// Role and text of each message, system first.
     pub messages: Vec<(TextMessageRole, String)>,
-    /// Images in prompt order, already at their planned size.
-    pub images: Vec<DynamicImage>,
+    /// Images in prompt order, still undecoded: counting needs only their plans.
+    sources: Vec<Arc<ImageSource>>,
     pub plans: Vec<ImagePlan>,
     /// The image placeholder to split messages on, for families that take typed content.
     typed_content: Option<&'static str>,
@@ -36,6 +38,19 @@ impl PreparedPrompt {
 
     pub fn image_tokens(&self) -> u32 {
         self.plans.iter().map(|p| p.tokens).sum()
+    }
+
+    /// The images at their planned sizes, decoded no larger than needed and kept in `cache` for the next
+    /// request with the same bytes (CPU work: call from a blocking thread).
+    pub fn render_images(&self, cache: &PixelCache) -> Result<Vec<DynamicImage>, GlimpseError> {
+        self.sources
+            .iter()
+            .zip(&self.plans)
+            .map(|(source, plan)| {
+                let pixels = cache.pixels(source, plan.width, plan.height)?;
+                Ok(DynamicImage::ImageRgb8(pixels.as_ref().clone()))
+            })
+            .collect()
     }
 
     /// The messages as the engine gets them, for generation and for counting alike: one string each, or, for
@@ -68,7 +83,7 @@ fn typed_parts(text: &str, placeholder: &str) -> Vec<IndexMap<String, Value>> {
     parts
 }
 
-/// Builds the messages and resizes every image (CPU work: call from a blocking thread). Each image gets the
+/// Builds the messages and plans every image from its dimensions (no pixel is decoded). Each image gets the
 /// client's `media_resolution` budget, else the processor's own maximum (detection requests too: a model is
 /// sized by its processor config for the resolution it was trained to ground at).
 pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, GlimpseError> {
@@ -85,7 +100,7 @@ pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, Glimp
         check(system)?;
         messages.push((TextMessageRole::System, system.clone()));
     }
-    let mut images = Vec::new();
+    let mut sources = Vec::new();
     let mut plans = Vec::new();
     let mut original_sizes = Vec::new();
     for turn in &prompt.turns {
@@ -98,9 +113,10 @@ pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, Glimp
                 }
                 Part::Image(input) => {
                     let budget = prompt.budget_for(input);
-                    let plan = family.plan_image(input.image.width(), input.image.height(), budget)?;
-                    images.push(resize_exact(&input.image, plan.width, plan.height));
-                    original_sizes.push((input.image.width(), input.image.height()));
+                    let (width, height) = (input.source.width(), input.source.height());
+                    let plan = family.plan_image(width, height, budget)?;
+                    sources.push(input.source.clone());
+                    original_sizes.push((width, height));
                     plans.push(plan);
                     text.push_str(family.image_placeholder());
                 }
@@ -113,5 +129,5 @@ pub fn prepare(prompt: &Prompt, family: &Family) -> Result<PreparedPrompt, Glimp
         messages.push((role, text));
     }
     let typed_content = family.typed_content().then(|| family.image_placeholder());
-    Ok(PreparedPrompt { messages, images, plans, original_sizes, typed_content })
+    Ok(PreparedPrompt { messages, sources, plans, original_sizes, typed_content })
 }

@@ -17,11 +17,10 @@
 //! The resized case (`resize_odd`) adds a resampling difference; see `RESIZED_LOGIT_TOLERANCE`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
 use glimpse_core::engine::collect;
-use glimpse_core::media::{decode_image, ImageLimits};
+use glimpse_core::media::{ImageLimits, ImageSource};
 use glimpse_core::{
     Engine, GenerateRequest, ImageInput, OutputConstraint, Part, Prompt, Role, SamplingOptions, Turn,
 };
@@ -64,8 +63,7 @@ fn prompt_from_messages(messages: &Value) -> Prompt {
                     "text" => Part::Text(item["text"].as_str().unwrap().to_string()),
                     "image" => {
                         let bytes = std::fs::read(repo_root().join(item["path"].as_str().unwrap())).unwrap();
-                        let decoded = decode_image(&bytes, None, &ImageLimits::default()).unwrap();
-                        Part::Image(ImageInput { image: Arc::new(decoded.image), format: decoded.format, resolution: None })
+                        Part::Image(ImageInput::new(ImageSource::probe(bytes, None, &ImageLimits::default()).unwrap()))
                     }
                     other => panic!("unknown content type {other}"),
                 })

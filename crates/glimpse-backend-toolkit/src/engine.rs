@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use glimpse_core::engine::{FinishReason, GenerationEvent, GenerationStream, ModelInfo, PromptTokens, Usage};
+use glimpse_core::media::ImageSource;
 use glimpse_core::{Engine, GenerateRequest, GlimpseError, Part, Prompt, Role};
-use image::DynamicImage;
 
 use crate::error::ToolkitError;
 use crate::task::Task;
@@ -67,13 +67,13 @@ fn prompt_tokens(prompt: &Prompt) -> PromptTokens {
 }
 
 /// The image a question is about: the last one of the last user turn that has any.
-fn subject_image(prompt: &Prompt) -> Option<Arc<DynamicImage>> {
+fn subject_image(prompt: &Prompt) -> Option<Arc<ImageSource>> {
     prompt
         .turns
         .iter()
         .rev()
         .filter(|t| t.role == Role::User)
-        .find_map(|t| t.parts.iter().rev().find_map(|p| if let Part::Image(i) = p { Some(i.image.clone()) } else { None }))
+        .find_map(|t| t.parts.iter().rev().find_map(|p| if let Part::Image(i) = p { Some(i.source.clone()) } else { None }))
 }
 
 /// Cuts the answer at the first stop sequence and at `max_words`.
@@ -109,10 +109,11 @@ impl Engine for ToolkitEngine {
                 "Send an image with your question: the built-in toolkit answers questions about images only. {}",
                 "For text-only conversations, serve a vision-language model: glimpse serve --model /path/to/Qwen2.5-VL-3B-Instruct."
             ),
-            Some(image) => {
+            Some(source) => {
                 let toolkit = self.toolkit.clone();
                 let constraint = request.constraint.clone();
-                tokio::task::spawn_blocking(move || toolkit.answer(&task, &question, &image, &constraint))
+                let answer = move || toolkit.answer(&task, &question, &source.decode()?, &constraint);
+                tokio::task::spawn_blocking(answer)
                     .await
                     .map_err(|e| GlimpseError::Engine(format!("the toolkit stopped: {e}")))??
             }

@@ -101,6 +101,14 @@ struct ModelArgs {
     /// or `isnet` for the built-in toolkit's ISNet masks.
     #[arg(long, env = "GLIMPSE_MASK_MODEL")]
     mask_model: Option<PathBuf>,
+    /// Bytes of decoded images, at the sizes models use, kept for later requests with the same image bytes
+    /// (least recently used first out); 0 keeps none.
+    #[arg(long, env = "GLIMPSE_IMAGE_CACHE_BYTES", default_value_t = 256 * 1024 * 1024)]
+    image_cache_bytes: usize,
+    /// Bytes of vision-encoder output each model keeps for images it has already seen (the same image in a
+    /// later request skips the vision tower); 0 keeps none.
+    #[arg(long, env = "GLIMPSE_ENCODER_CACHE_BYTES", default_value_t = 512 * 1024 * 1024)]
+    encoder_cache_bytes: usize,
 }
 
 #[derive(Args)]
@@ -337,7 +345,7 @@ async fn shutdown_signal() {
 
 async fn ask(args: AskArgs) -> anyhow::Result<()> {
     let image = read_image(&args.image)?;
-    let original = image.image.clone();
+    let source = image.source.clone();
     let engine = models::single(&args.model).await?;
     let prompt = Prompt {
         system: None,
@@ -350,7 +358,7 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
     let (text, _, _) = collect(engine.generate(request).await?).await?;
     println!("{text}");
     if let Some(out) = &args.annotate {
-        let drawn = annotate::annotate(&original, &text).context("--annotate needs an answer with box_2d detections")?;
+        let drawn = annotate::annotate(&source.decode()?, &text).context("--annotate needs an answer with box_2d detections")?;
         drawn.save(out).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("glimpse: wrote {}", out.display());
     }
@@ -379,8 +387,7 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
 
 fn read_image(path: &Path) -> anyhow::Result<ImageInput> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let decoded = media::decode_image(&bytes, None, &ImageLimits::default())?;
-    Ok(ImageInput { image: Arc::new(decoded.image), format: decoded.format, resolution: None })
+    Ok(ImageInput::new(media::ImageSource::probe(bytes, None, &ImageLimits::default())?))
 }
 
 #[tokio::main]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
+use glimpse_core::media::PixelCache;
 use glimpse_backend_toolkit::{salient::SalientMasks, ToolkitEngine};
 use glimpse_core::grounding::MaskModel;
 use glimpse_core::{Engine, ModelRegistry};
@@ -152,7 +153,12 @@ fn load_mask_model(dir: Option<&PathBuf>) -> anyhow::Result<Option<Arc<dyn MaskM
     Ok(Some(Arc::new(masks)))
 }
 
-async fn load_engine(plan: &Plan, args: &ModelArgs, masks: Option<Arc<dyn MaskModel>>) -> anyhow::Result<Arc<dyn Engine>> {
+async fn load_engine(
+    plan: &Plan,
+    args: &ModelArgs,
+    masks: Option<Arc<dyn MaskModel>>,
+    pixel_cache: Arc<PixelCache>,
+) -> anyhow::Result<Arc<dyn Engine>> {
     let (dir, default_name) = plan.spec.source.locate()?;
     if let ModelSource::Toolkit = plan.spec.source {
         let name = plan.spec.name.clone().or(default_name);
@@ -161,12 +167,14 @@ async fn load_engine(plan: &Plan, args: &ModelArgs, masks: Option<Arc<dyn MaskMo
         tracing::info!(model = %engine.info().id, "toolkit loaded");
         return Ok(Arc::new(engine));
     }
+    glimpse_backend_mistralrs::set_encoder_cache_bytes(args.encoder_cache_bytes);
     let options = LoadOptions {
         name: plan.spec.name.clone().or(default_name),
         force_cpu: args.cpu,
         max_output_tokens: plan.max_output_tokens,
         grounding: !args.no_grounding,
         mask_model: masks,
+        pixel_cache,
         isq: plan.isq,
         dtype: plan.dtype,
         ..Default::default()
@@ -188,7 +196,8 @@ pub async fn single(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
         [] => toolkit_spec(),
         _ => anyhow::bail!("this command takes exactly one --model"),
     };
-    load_engine(&Plan::from_args(&spec, args), args, load_mask_model(args.mask_model.as_ref())?).await
+    let masks = load_mask_model(args.mask_model.as_ref())?;
+    load_engine(&Plan::from_args(&spec, args), args, masks, Arc::new(PixelCache::new(0))).await
 }
 
 /// Every `--model`, then every `[[model]]` of the config file, with their aliases. Names must be unique; an
@@ -208,10 +217,12 @@ pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec], config: Option<&S
         plans.push(Plan::from_args(&toolkit_spec(), args));
     }
     let masks = load_mask_model(args.mask_model.as_ref().or(config.and_then(|c| c.mask_model.as_ref())))?;
+    // One budget for every model: the cache is keyed by the image's bytes and the planned size.
+    let pixel_cache = Arc::new(PixelCache::new(args.image_cache_bytes));
     let mut engines = Vec::new();
     let mut own_aliases = Vec::new();
     for plan in &plans {
-        let engine = load_engine(plan, args, masks.clone()).await?;
+        let engine = load_engine(plan, args, masks.clone(), pixel_cache.clone()).await?;
         if engines.iter().any(|e: &Arc<dyn Engine>| e.info().id == engine.info().id) {
             anyhow::bail!("two models are named {:?}: give them names with --model NAME=DIR", engine.info().id);
         }

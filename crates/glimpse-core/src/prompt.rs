@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::media::ImageFormat;
+use crate::media::ImageSource;
 use crate::media_resolution::MediaResolution;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,13 +12,19 @@ pub enum Role {
     Model,
 }
 
-/// A decoded, validated image (RGB8, EXIF orientation applied) and how much detail the client asked for.
+/// A validated image (checked from its header; decoded when a model needs its pixels) and how much detail the
+/// client asked for.
 #[derive(Debug, Clone)]
 pub struct ImageInput {
-    pub image: Arc<image::DynamicImage>,
-    pub format: ImageFormat,
+    pub source: Arc<ImageSource>,
     /// Per-part resolution; overrides the request-wide one.
     pub resolution: Option<MediaResolution>,
+}
+
+impl ImageInput {
+    pub fn new(source: ImageSource) -> ImageInput {
+        ImageInput { source: Arc::new(source), resolution: None }
+    }
 }
 
 #[derive(Debug, Clone)]

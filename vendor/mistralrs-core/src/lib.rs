@@ -106,6 +106,10 @@ pub use mistralrs_mcp::{
 };
 pub use mistralrs_quant::{IsqBits, IsqType, MULTI_LORA_DELIMITER};
 pub use paged_attention::{MemoryGpuConfig, PagedAttentionConfig, PagedCacheType};
+// Glimpse patch: the server bounds every model's encoder cache in bytes.
+pub use paged_attention::encoder_cache::ENCODER_CACHE_BYTES;
+// Glimpse patch: the Qwen-VL processors' one-pass patch layout, public so that Glimpse's benchmark times it.
+pub use vision_models::qwen_vl_patches::qwen_vl_patches;
 pub use pipeline::hf::{hf_home_dir, hf_hub_cache_dir, hf_token_path};
 pub use pipeline::{
     chat_template::ChatTemplate, expand_isq_value, parse_isq_value, AdapterPaths, AnyMoeLoader,

@@ -137,10 +137,21 @@ impl SequenceAudios {
     }
 }
 
+/// Glimpse patch: image hashes key the encoder cache, which is shared by every request (and, in a server, every
+/// client). `DefaultHasher::new()` is SipHash with a fixed, public key, for which a client could craft an image
+/// whose hash matches another's and be served that other image's encoder output; a key drawn at random once per
+/// process cannot be aimed at. The size and colour type are hashed too: two images with the same bytes but
+/// another shape are other images.
+fn image_hasher() -> impl Hasher {
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    std::hash::BuildHasher::build_hasher(KEY.get_or_init(std::collections::hash_map::RandomState::new))
+}
+
 impl SequenceImages {
     fn new(input_images: Vec<image::DynamicImage>) -> Self {
         let hashes = input_images.iter().map(|x| {
-            let mut hasher = DefaultHasher::new();
+            let mut hasher = image_hasher();
+            (x.width(), x.height(), format!("{:?}", x.color())).hash(&mut hasher);
             x.as_bytes().hash(&mut hasher);
             hasher.finish()
         });

@@ -28,6 +28,14 @@ fn map_err(format: ImageFormat, err: HeifError) -> MediaError {
     }
 }
 
+/// The size of the primary image as decoded (rotation and cropping applied), from the container alone.
+pub(super) fn size(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32), MediaError> {
+    lib();
+    let ctx = HeifContext::read_from_bytes(bytes).map_err(|e| map_err(format, e))?;
+    let handle = ctx.primary_image_handle().map_err(|e| map_err(format, e))?;
+    Ok((handle.width(), handle.height()))
+}
+
 /// Decode the primary image of a HEIC/HEIF file to RGB8, checking its size before any pixel is decoded.
 pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> Result<DynamicImage, MediaError> {
     let lib = lib();

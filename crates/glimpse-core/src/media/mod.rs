@@ -1,28 +1,36 @@
-//! The image media pipeline: every image that reaches a model is validated and decoded here first.
+//! The image media pipeline: every image that reaches a model is validated and decoded here.
 //!
 //! A panic inside a model engine kills its thread, so nothing undecodable may pass: the declared MIME type is
 //! parsed strictly, checked against the bytes' magic, the decoded size is checked from the header before any
 //! pixel is decoded (decompression bombs), and decoding itself never panics (decoder panics are caught and
-//! turned into [`MediaError::Undecodable`]).
+//! turned into [`MediaError::Undecodable`]). A request's images are checked when it arrives
+//! ([`ImageSource::probe`], header only) and decoded when a model needs pixels, at the size it needs
+//! ([`ImageSource::pixels`], through [`PixelCache`]).
 //!
-//! The output is always RGB8 with EXIF orientation applied and any alpha channel composited over white.
+//! Pixels are always RGB8 with EXIF orientation applied and any alpha channel composited over white.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Cursor;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use image::imageops::FilterType;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 
+mod cache;
 #[cfg(feature = "heif")]
 mod heif;
+mod jpeg;
+mod resize;
 mod sniff;
+mod source;
+mod webp;
 #[cfg(test)]
 mod tests;
 
+pub use cache::PixelCache;
+pub use resize::resize_rgb;
 pub use sniff::sniff;
+pub use source::ImageSource;
 
 /// Whether this build can decode HEIC/HEIF (cargo feature `heif`, system libheif).
 pub const HEIF_SUPPORTED: bool = cfg!(feature = "heif");
@@ -167,7 +175,7 @@ impl MediaError {
 
 const UNRECOGNISED: &str = "Unable to process input image: the data is not a PNG, JPEG, WEBP, HEIC or HEIF image.";
 
-/// Decode `bytes` into a validated RGB8 image.
+/// Decode `bytes` into a validated RGB8 image, whole: [`ImageSource::probe`] then [`ImageSource::decode`].
 ///
 /// `declared` is the client's MIME type (already parsed with [`parse_mime`]) or `None`, in which case the
 /// format is sniffed. Errors: the declared type does not match the bytes' magic ([`MediaError::MimeMismatch`]),
@@ -179,19 +187,10 @@ pub fn decode_image(
     declared: Option<ImageFormat>,
     limits: &ImageLimits,
 ) -> Result<DecodedImage, MediaError> {
-    if bytes.is_empty() {
-        return Err(MediaError::Undecodable("Unable to process input image: the image data is empty.".into()));
-    }
-    let actual = sniff(bytes).ok_or_else(|| MediaError::Undecodable(UNRECOGNISED.into()))?;
-    let format = match declared {
-        None => actual,
-        Some(d) if d == actual || (d.is_heif_family() && actual.is_heif_family()) => d,
-        Some(d) => return Err(MediaError::MimeMismatch { declared: d.mime(), actual: actual.mime() }),
-    };
-    let image = catch_unwind(AssertUnwindSafe(|| decode_pixels(bytes, format, limits)))
-        .unwrap_or_else(|_| Err(MediaError::undecodable(format, "the decoder failed unexpectedly")))?;
+    let source = ImageSource::probe(bytes.to_vec(), declared, limits)?;
+    let image = source.decode()?;
     let (original_width, original_height) = (image.width(), image.height());
-    Ok(DecodedImage { image, format, original_width, original_height })
+    Ok(DecodedImage { image, format: source.format(), original_width, original_height })
 }
 
 /// The size check shared by every decoder; called with the header's dimensions.
@@ -217,13 +216,6 @@ fn alloc_budget(pixels: u64) -> u64 {
     pixels.saturating_mul(16).saturating_add(256 << 20)
 }
 
-fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> Result<DynamicImage, MediaError> {
-    match format.raster() {
-        Some(raster) => decode_raster(bytes, format, raster, limits),
-        None => decode_heif(bytes, format, limits),
-    }
-}
-
 #[cfg(feature = "heif")]
 fn decode_heif(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> Result<DynamicImage, MediaError> {
     heif::decode(bytes, format, limits)
@@ -243,12 +235,9 @@ fn map_image_err(format: ImageFormat, err: ImageError) -> MediaError {
     MediaError::undecodable(format, &detail)
 }
 
-fn decode_raster(
-    bytes: &[u8],
-    format: ImageFormat,
-    raster: image::ImageFormat,
-    limits: &ImageLimits,
-) -> Result<DynamicImage, MediaError> {
+/// PNG, WEBP, and JPEG that TurboJPEG declined, through the `image` crate.
+fn decode_raster(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) -> Result<DynamicImage, MediaError> {
+    let raster = format.raster().ok_or_else(|| MediaError::undecodable(format, "not a raster format"))?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), raster);
     let mut header_limits = Limits::default();
     header_limits.max_alloc = Some(alloc_budget(limits.max_pixels));
@@ -293,12 +282,8 @@ pub(crate) fn flatten_to_rgb8(img: &DynamicImage) -> Cow<'_, RgbImage> {
     Cow::Owned(RgbImage::from_raw(w, h, out).expect("buffer sized from the dimensions"))
 }
 
-/// Resize to exactly `width`×`height` with a high-quality filter (Catmull-Rom), returning RGB8.
+/// Resize to exactly `width`×`height` with Catmull-Rom (Pillow's BICUBIC, [`resize_rgb`]), returning RGB8.
 /// Non-RGB8 input is converted first (alpha over white). Returns a copy when the size already matches.
 pub fn resize_exact(img: &DynamicImage, width: u32, height: u32) -> DynamicImage {
-    let rgb = flatten_to_rgb8(img);
-    if rgb.dimensions() == (width, height) {
-        return DynamicImage::ImageRgb8(rgb.into_owned());
-    }
-    DynamicImage::ImageRgb8(image::imageops::resize(rgb.as_ref(), width, height, FilterType::CatmullRom))
+    DynamicImage::ImageRgb8(resize_rgb(&flatten_to_rgb8(img), width, height))
 }

@@ -459,6 +459,86 @@ fn resize_exact_converts_other_colour_types() {
     assert_eq!(resize_exact(&gray, 5, 5).as_rgb8().unwrap().get_pixel(0, 0).0, [77, 77, 77]);
 }
 
+// ---------------------------------------------------------------- the lazy source
+
+/// A smooth 512×384 picture (gradients and a disc) as a JPEG: content that survives DCT-domain scaling.
+fn smooth_jpeg(quality: u8) -> (RgbImage, Vec<u8>) {
+    let img = RgbImage::from_fn(512, 384, |x, y| {
+        let inside = (x as i32 - 200).pow(2) + (y as i32 - 150).pow(2) < 90 * 90;
+        if inside { Rgb([230, 40, 30]) } else { Rgb([(x / 2) as u8, (y * 2 / 3) as u8, 120]) }
+    });
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, quality)
+        .write_image(img.as_raw(), 512, 384, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    (img, out)
+}
+
+fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.as_raw().len() as f64
+}
+
+#[test]
+fn probing_reads_the_header_only() {
+    // A JPEG whose scan data is cut away probes (dimensions from the header) and fails when decoded.
+    let (_, jpeg) = smooth_jpeg(90);
+    let cut = &jpeg[..jpeg.len() / 3];
+    let source = ImageSource::probe(cut.to_vec(), Some(ImageFormat::Jpeg), &ImageLimits::default()).unwrap();
+    assert_eq!((source.width(), source.height()), (512, 384));
+    for err in [source.decode().map(|_| ()).unwrap_err(), source.pixels(64, 48).map(|_| ()).unwrap_err()] {
+        let MediaError::Undecodable(msg) = &err else { panic!("expected Undecodable, got {err:?}") };
+        assert!(msg.contains("truncated"), "{msg}");
+    }
+}
+
+#[test]
+fn a_jpeg_cut_short_is_refused_not_padded() {
+    let (_, jpeg) = smooth_jpeg(90);
+    for len in [jpeg.len() - 2, jpeg.len() - 200, jpeg.len() / 2] {
+        let err = decode_image(&jpeg[..len], Some(ImageFormat::Jpeg), &ImageLimits::default()).unwrap_err();
+        assert!(matches!(&err, MediaError::Undecodable(m) if m.contains("truncated")), "cut to {len}: {err:?}");
+    }
+}
+
+#[test]
+fn pixels_at_a_small_size_match_decoding_whole_and_resizing() {
+    // DCT-domain scaling (1/8 here) then resampling gives what a full decode then resampling gives, within
+    // what the two paths' rounding allows.
+    let (original, jpeg) = smooth_jpeg(95);
+    let source = ImageSource::probe(jpeg, None, &ImageLimits::default()).unwrap();
+    let small = source.pixels(56, 42).unwrap();
+    let reference = resize_rgb(source.decode().unwrap().as_rgb8().unwrap(), 56, 42);
+    assert_eq!(small.dimensions(), (56, 42));
+    let diff = mean_abs_diff(&small, &reference);
+    assert!(diff < 2.0, "mean |difference| {diff:.2}");
+    assert!(mean_abs_diff(&small, &resize_rgb(&original, 56, 42)) < 3.0);
+    // At the original size nothing is scaled.
+    assert_eq!(source.pixels(512, 384).unwrap(), *source.decode().unwrap().as_rgb8().unwrap());
+}
+
+#[test]
+fn pixels_follow_the_exif_orientation() {
+    let jpeg = jpeg_with_orientation(&encode(&marked_40x20(), ImageFormat::Jpeg), 6);
+    let source = ImageSource::probe(jpeg, None, &ImageLimits::default()).unwrap();
+    assert_eq!((source.width(), source.height()), (20, 40), "size after orientation");
+    let pixels = source.pixels(20, 40).unwrap();
+    assert_close(pixels.get_pixel(16, 3).0, RED, 40, "marker at the top-right");
+    assert_close(pixels.get_pixel(3, 36).0, BLUE, 40, "bottom-left");
+}
+
+#[test]
+fn identical_bytes_have_the_same_digest() {
+    let (_, jpeg) = smooth_jpeg(90);
+    let a = ImageSource::probe(jpeg.clone(), None, &ImageLimits::default()).unwrap();
+    let b = ImageSource::probe(jpeg.clone(), None, &ImageLimits::default()).unwrap();
+    let mut other = jpeg;
+    other.push(0);
+    let c = ImageSource::probe(other, None, &ImageLimits::default()).unwrap();
+    assert_eq!(a.digest(), b.digest());
+    assert_ne!(a.digest(), c.digest());
+}
+
 // ---------------------------------------------------------------- HEIC / HEIF
 
 fn fixture(name: &str) -> Vec<u8> {

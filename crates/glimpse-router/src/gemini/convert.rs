@@ -53,12 +53,12 @@ pub async fn convert_contents(
     let mut plan = plan_contents(contents, limits)?;
     load_remote(&mut plan, remote).await?;
     let image_limits = limits.image;
-    tokio::task::spawn_blocking(move || decode_plan(plan, &image_limits))
+    tokio::task::spawn_blocking(move || probe_plan(plan, &image_limits))
         .await
-        .map_err(|e| GlimpseError::Engine(format!("image decoding task failed: {e}")))?
+        .map_err(|e| GlimpseError::Engine(format!("image header task failed: {e}")))?
 }
 
-/// A part whose image bytes are still undecoded (or, for a reference, not yet loaded).
+/// A part whose image bytes are still unchecked (or, for a reference, not yet loaded).
 enum PlannedPart {
     Text(String),
     Image { bytes: Vec<u8>, format: Option<ImageFormat>, resolution: Option<MediaResolution>, field: String },
@@ -181,7 +181,9 @@ fn plan_part(part: types::Part, ci: usize, pi: usize) -> Result<Option<PlannedPa
     Ok(None)
 }
 
-fn decode_plan(plan: Vec<PlannedTurn>, limits: &media::ImageLimits) -> Result<Vec<Turn>, GlimpseError> {
+/// Checks every image from its header (format, size limits, orientation); pixels are decoded by the engine, at
+/// the size it needs, only when it generates.
+fn probe_plan(plan: Vec<PlannedTurn>, limits: &media::ImageLimits) -> Result<Vec<Turn>, GlimpseError> {
     plan.into_iter()
         .map(|turn| {
             let parts = turn
@@ -190,14 +192,10 @@ fn decode_plan(plan: Vec<PlannedTurn>, limits: &media::ImageLimits) -> Result<Ve
                 .map(|part| match part {
                     PlannedPart::Text(text) => Ok(Part::Text(text)),
                     PlannedPart::Image { bytes, format, resolution, field } => {
-                        let decoded = media::decode_image(&bytes, format, limits).map_err(|e| {
+                        let source = media::ImageSource::probe(bytes, format, limits).map_err(|e| {
                             GlimpseError::invalid(format!("* GenerateContentRequest.{field}: {e}"))
                         })?;
-                        Ok(Part::Image(ImageInput {
-                            image: Arc::new(decoded.image),
-                            format: decoded.format,
-                            resolution,
-                        }))
+                        Ok(Part::Image(ImageInput { source: Arc::new(source), resolution }))
                     }
                     PlannedPart::Reference { field, .. } => {
                         Err(GlimpseError::Engine(format!("{field} was not loaded before decoding")))

@@ -10,6 +10,15 @@ use std::sync::{Arc, Mutex};
 use candle_core::Tensor;
 use indexmap::IndexMap;
 
+/// Glimpse patch: the bytes of encoder outputs each model's cache may hold, set by the server at start
+/// (`--encoder-cache-bytes`). Entries were bounded by count only (32), whatever their size: 32 images of a
+/// 7B-sized model's tower is over half a gigabyte. 0 caches nothing.
+pub static ENCODER_CACHE_BYTES: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn tensor_bytes(outputs: &[Tensor]) -> usize {
+    outputs.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+}
+
 /// LRU cache for encoder outputs.
 ///
 /// Each entry stores one or more tensors (e.g. Qwen3-VL returns both main
@@ -22,6 +31,8 @@ pub struct EncoderCacheManager {
     /// Insertion-ordered map; most-recently-used entries live at the back.
     cache: IndexMap<u64, Vec<Tensor>>,
     max_entries: usize,
+    /// Glimpse patch: bytes held (see [`ENCODER_CACHE_BYTES`]).
+    bytes: usize,
     hits: Arc<AtomicUsize>,
     misses: Arc<AtomicUsize>,
 }
@@ -32,6 +43,7 @@ impl EncoderCacheManager {
         Self {
             cache: IndexMap::with_capacity(max_entries),
             max_entries,
+            bytes: 0,
             hits: Arc::new(AtomicUsize::new(0)),
             misses: Arc::new(AtomicUsize::new(0)),
         }
@@ -64,16 +76,24 @@ impl EncoderCacheManager {
     /// If the cache is at capacity the least-recently-used (front) entry is
     /// evicted first.
     pub fn insert(&mut self, content_hash: u64, outputs: Vec<Tensor>) {
-        if self.cache.contains_key(&content_hash) {
-            // Already cached (race between concurrent callers); just bump LRU.
-            self.cache.shift_remove(&content_hash);
-            self.cache.insert(content_hash, outputs);
+        // Glimpse patch: bounded by bytes as well as by count.
+        let budget = ENCODER_CACHE_BYTES.load(Ordering::Relaxed);
+        let size = tensor_bytes(&outputs);
+        if let Some(old) = self.cache.shift_remove(&content_hash) {
+            self.bytes -= tensor_bytes(&old);
+        }
+        if size > budget {
             return;
         }
-        if self.cache.len() >= self.max_entries && self.max_entries > 0 {
+        while !self.cache.is_empty()
+            && ((self.cache.len() >= self.max_entries && self.max_entries > 0) || self.bytes + size > budget)
+        {
             // Evict the oldest (front) entry.
-            self.cache.shift_remove_index(0);
+            if let Some((_, old)) = self.cache.shift_remove_index(0) {
+                self.bytes -= tensor_bytes(&old);
+            }
         }
+        self.bytes += size;
         self.cache.insert(content_hash, outputs);
     }
 }

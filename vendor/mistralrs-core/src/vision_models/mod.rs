@@ -15,6 +15,7 @@ pub(crate) mod preprocessor_config;
 pub(crate) mod processor_config;
 pub(crate) mod qwen2_5_vl;
 pub(crate) mod qwen2vl;
+pub(crate) mod qwen_vl_patches;
 pub(crate) use llava::llava15;
 pub(crate) use llava::llava_inputs_processor;
 pub(crate) use llava::llava_next;

@@ -726,6 +726,38 @@ impl Qwen2_5VLImageProcessor {
         device: &Device,
         (mut height, mut width): (u32, u32),
     ) -> candle_core::Result<(Tensor, (u32, u32, u32))> {
+        // Glimpse patch: one image already at its final size (Glimpse resizes before the engine) goes from RGB8
+        // to the patch rows in one pass (`qwen_vl_patches`), bit-identical to the general path below.
+        if let [DynamicImage::ImageRgb8(rgb)] = images.as_slice() {
+            let (patch, merge) = (
+                config.patch_size.context("Require `patch_size`.")?,
+                config.merge_size.context("Require `merge_size`")?,
+            );
+            let target = if config.do_resize.is_none() || config.do_resize.is_some_and(|x| x) {
+                self.smart_resize(
+                    height as usize,
+                    width as usize,
+                    patch * merge,
+                    config.min_pixels.context("Require `min_pixels`")?,
+                    config.max_pixels.context("Require `max_pixels`")?,
+                )?
+            } else {
+                (height as usize, width as usize)
+            };
+            if rgb.dimensions() == (width, height) && target == (height as usize, width as usize) {
+                let patches = crate::vision_models::qwen_vl_patches::qwen_vl_patches(
+                    rgb,
+                    config.image_mean.unwrap_or(Self::DEFAULT_MEAN),
+                    config.image_std.unwrap_or(Self::DEFAULT_STD),
+                    config.temporal_patch_size.context("Require `temporal_patch_size")?,
+                    patch,
+                    merge,
+                )?
+                .to_device(device)?;
+                return Ok((patches, (1, height / patch as u32, width / patch as u32)));
+            }
+        }
+
         let mut processed_images = Vec::new();
 
         for mut image in images {

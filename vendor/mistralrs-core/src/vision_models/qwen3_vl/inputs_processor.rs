@@ -709,6 +709,35 @@ impl Qwen3VLImageProcessor {
         device: &Device,
         (mut height, mut width): (u32, u32),
     ) -> candle_core::Result<(Tensor, (u32, u32, u32))> {
+        // Glimpse patch: one image already at its final size (Glimpse resizes before the engine) goes from RGB8
+        // to the patch rows in one pass (`qwen_vl_patches`), bit-identical to the general path below.
+        if let [DynamicImage::ImageRgb8(rgb)] = images.as_slice() {
+            let (patch, merge) = (Self::patch_size(config), Self::merge_size(config));
+            let target = if config.do_resize.is_none() || config.do_resize.is_some_and(|x| x) {
+                self.smart_resize(
+                    height as usize,
+                    width as usize,
+                    patch * merge,
+                    Self::min_pixels(config),
+                    Self::max_pixels(config),
+                )?
+            } else {
+                (height as usize, width as usize)
+            };
+            if patch > 0 && rgb.dimensions() == (width, height) && target == (height as usize, width as usize) {
+                let patches = crate::vision_models::qwen_vl_patches::qwen_vl_patches(
+                    rgb,
+                    config.image_mean.unwrap_or(Self::DEFAULT_MEAN),
+                    config.image_std.unwrap_or(Self::DEFAULT_STD),
+                    Self::temporal_patch_size(config),
+                    patch,
+                    merge,
+                )?
+                .to_device(device)?;
+                return Ok((patches, (1, height / patch as u32, width / patch as u32)));
+            }
+        }
+
         let mut processed_images = Vec::new();
 
         for mut image in images {

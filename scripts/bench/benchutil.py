@@ -1,0 +1,63 @@
+"""Helpers the benchmark scripts share: timing, and a `glimpse serve` on a free loopback port."""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+
+import httpx
+
+
+def median_ms(fn, min_runs=5, budget_s=0.0, max_runs=200) -> float:
+    """Median wall time of `fn` in ms after one warm-up call: at least `min_runs` runs, more while under
+    `budget_s` seconds (up to `max_runs`)."""
+    fn()
+    times, start = [], time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget_s and len(times) < max_runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def glimpse_server(binary: str, model: str, extra: list[str], env: dict | None = None):
+    """Yields (base URL of the v1beta API, an httpx client) once the server answers; stops it afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "serve", "--model", model, "--port", str(port), "--data-dir", tempfile.mkdtemp(prefix="glimpse-bench-"), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn", **(env or {})),
+    )
+    url = f"http://127.0.0.1:{port}/v1beta"
+    client = httpx.Client(timeout=1800, headers={"x-goog-api-key": "bench"})
+    try:
+        for _ in range(3000):
+            if server.poll() is not None:
+                raise SystemExit(f"glimpse serve exited with status {server.returncode}; run it by hand to see why")
+            try:
+                if client.get(f"{url}/models").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield url, client
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def first_token(client: httpx.Client, url: str, body: bytes) -> None:
+    """Sends a streamGenerateContent request and returns at its first event."""
+    with client.stream("POST", f"{url}/models/m:streamGenerateContent?alt=sse", content=body,
+                       headers={"content-type": "application/json"}) as r:
+        assert r.status_code == 200, r.read()
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                return
