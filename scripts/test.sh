@@ -10,3 +10,6 @@ export HF_HUB_OFFLINE=1 CARGO_TERM_COLOR=never
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace
 .venv/bin/python -m pytest tests/sdk -q -p no:cacheprovider
+# The File API and Interactions tests again, against two replicas sharing PostgreSQL and S3 behind a balancer.
+GLIMPSE_TEST_REPLICAS=2 .venv/bin/python -m pytest -q -p no:cacheprovider \
+  tests/sdk/test_files.py tests/sdk/test_interactions.py tests/sdk/test_interactions_rest.py

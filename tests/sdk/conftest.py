@@ -7,11 +7,15 @@ Environment:
   GLIMPSE_EXPECTED   reference file (default fixtures/expected/<model id>.json)
   GLIMPSE_ROOT       repo root the relative paths above (and the fixture image paths) resolve against
   GLIMPSE_STARTUP_TIMEOUT  seconds to wait for readiness (default 120)
+  GLIMPSE_TEST_REPLICAS    with 2 (or more), the main server is that many replicas sharing a PostgreSQL
+                           database and an S3 bucket behind a round-robin balancer (scripts/test.sh runs the
+                           File API and Interactions tests so)
 """
 
 from __future__ import annotations
 
 import http.server as http_server
+import itertools
 import json
 import os
 import socket
@@ -25,6 +29,7 @@ import httpx
 import pytest
 
 import sdkutil
+import services
 
 # The SDK reads these; a developer's shell must not redirect the client away from the local server.
 for _var in (
@@ -171,16 +176,80 @@ def _stop_server(server: GlimpseServer) -> None:
 # Servers
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def glimpse_server(tmp_path_factory) -> GlimpseServer:
-    """`glimpse serve --model fixtures/models/qwen2_5_vl-tiny` with default limits and no alias."""
-    server = _start_server(tmp_path_factory.mktemp("glimpse"), "glimpse-main", [])
-    yield server
-    _stop_server(server)
+def glimpse_server(tmp_path_factory, request) -> GlimpseServer:
+    """`glimpse serve --model fixtures/models/qwen2_5_vl-tiny` with default limits and no alias; with
+    GLIMPSE_TEST_REPLICAS=N, N such replicas behind a round-robin balancer (its URL is `url`)."""
+    replicas = int(os.environ.get("GLIMPSE_TEST_REPLICAS", "1"))
+    tmp = tmp_path_factory.mktemp("glimpse")
+    if replicas < 2:
+        server = _start_server(tmp, "glimpse-main", [])
+        yield server
+        _stop_server(server)
+        return
+    shared = request.getfixturevalue("shared_storage")
+    servers = start_replicas(tmp, "glimpse-main", replicas, shared)
+    balancer = services.RoundRobin([s.url for s in servers])
+    yield GlimpseServer(url=balancer.url, log_path=servers[0].log_path, args=servers[0].args)
+    balancer.stop()
+    assert set(balancer.picks) == set(range(replicas)), "the balancer did not reach every replica"
+    for server in servers:
+        _stop_server(server)
 
 
 @pytest.fixture(scope="session")
 def base_url(glimpse_server) -> str:
     return glimpse_server.url
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared storage for replicas: one PostgreSQL server and one S3 server for the session
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SharedStorage:
+    postgres: services.Service
+    s3: services.Service
+    _groups: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def new_group(self, name: str) -> tuple[str, str, str]:
+        """A fresh database and bucket for one group of replicas: (database URL, blob URL, bucket)."""
+        group = f"{name.replace('-', '_').lower()}_{next(self._groups)}"
+        database = services.create_database(self.postgres, group)
+        bucket = group.replace("_", "-")
+        services.make_bucket(self.s3.url, bucket)
+        return database, f"s3://{bucket}/glimpse", bucket
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **services.S3_CREDENTIALS, "AWS_ENDPOINT_URL": self.s3.url}
+
+
+@pytest.fixture(scope="session")
+def shared_storage() -> SharedStorage:
+    postgres = services.start_postgres()
+    try:
+        s3 = services.start_s3()
+    except BaseException:
+        postgres.stop()
+        raise
+    yield SharedStorage(postgres, s3)
+    s3.stop()
+    postgres.stop()
+
+
+def start_replicas(
+    tmp_dir: Path, name: str, count: int, shared: SharedStorage, extra_args: list[str] | None = None
+) -> list[GlimpseServer]:
+    """`count` servers on one new database and bucket, each with its own (empty) data folder."""
+    database, blob_url, _ = shared.new_group(name)
+    args = [*(extra_args or []), "--database-url", database, "--blob-url", blob_url]
+    servers = []
+    try:
+        for i in range(count):
+            servers.append(_start_server(tmp_dir, f"{name}-{i}", args, shared.env()))
+    except BaseException:
+        for server in servers:
+            _stop_server(server)
+        raise
+    return servers
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +327,65 @@ def alias_http(alias_url):
         timeout=httpx.Timeout(sdkutil.REQUEST_TIMEOUT_S, connect=10),
     ) as c:
         yield c
+
+
+# ---------------------------------------------------------------------------------------------
+# No error body may show the server's file system: every 4xx/5xx answer any client of the suite reads
+# (httpx, and the SDK's httpx2) is searched for the folders the servers run in.
+# ---------------------------------------------------------------------------------------------
+_LEAKS: list[str] = []
+_SERVER_PATHS: list[str] = []
+
+
+def _check_error_body(response) -> None:
+    if response.status_code < 400 or not _SERVER_PATHS:
+        return
+    text = response.text
+    for path in _SERVER_PATHS:
+        if path in text:
+            _LEAKS.append(f"{response.request.method} {response.request.url} -> {response.status_code}: {text[:300]}")
+
+
+def _watch(module) -> None:
+    for cls in (module.Client, module.AsyncClient):
+        original = cls.send
+        if getattr(original, "_glimpse_watched", False):
+            continue
+        if cls is module.Client:
+            def send(self, request, *a, _original=original, **kw):
+                response = _original(self, request, *a, **kw)
+                if not kw.get("stream"):
+                    _check_error_body(response)
+                return response
+        else:
+            async def send(self, request, *a, _original=original, **kw):
+                response = await _original(self, request, *a, **kw)
+                if not kw.get("stream"):
+                    _check_error_body(response)
+                return response
+        send._glimpse_watched = True
+        cls.send = send
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _error_bodies_show_no_server_paths(tmp_path_factory):
+    _SERVER_PATHS[:] = [str(tmp_path_factory.getbasetemp()), str(sdkutil.ROOT), "/tmp/glimpse-"]
+    _watch(httpx)
+    try:
+        import httpx2
+
+        _watch(httpx2)
+    except ImportError:
+        pass
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _no_leak_in_this_test(_error_bodies_show_no_server_paths):
+    start = len(_LEAKS)
+    yield
+    leaked = _LEAKS[start:]
+    assert not leaked, "error bodies showed a server path:\n" + "\n".join(leaked)
 
 
 # ---------------------------------------------------------------------------------------------

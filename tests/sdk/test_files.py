@@ -314,16 +314,21 @@ def test_files_expire(tmp_path, expected):
         stop_server(server)
 
 
-def test_restart_keeps_active_files_and_drops_interrupted_uploads(tmp_path, expected):
+def test_restart_keeps_active_files_and_unfinished_uploads(tmp_path, expected):
+    """Everything lives in the database and the blob store: after a restart the files are there and an
+    upload cut off halfway goes on from where it stopped."""
     data_dir = tmp_path / "shared-data"
     server = start_server(tmp_path, "before", ["--data-dir", str(data_dir)])
+    image, _ = case_image_and_text(expected[CASE])
+    data = image.read_bytes()
     try:
         client = client_for(server.url)
-        image, _ = case_image_and_text(expected[CASE])
         uploaded = client.files.upload(file=str(image))
         with httpx.Client(base_url=server.url, headers={"x-goog-api-key": sdkutil.API_KEY}, timeout=30) as http:
-            url = start_upload(http, 5000)
-            httpx.post(url, headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"}, content=b"\x89PNG\r\n\x1a\n")
+            url = start_upload(http, len(data))
+        half = len(data) // 2
+        r = httpx.post(url, headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"}, content=data[:half])
+        assert r.headers["x-goog-upload-status"] == "active"
     finally:
         stop_server(server)
     server = start_server(tmp_path, "after", ["--data-dir", str(data_dir)])
@@ -333,6 +338,12 @@ def test_restart_keeps_active_files_and_drops_interrupted_uploads(tmp_path, expe
         assert client.files.get(name=uploaded.name).state == types.FileState.ACTIVE
         response = client.models.generate_content(model=sdkutil.SEED_MODEL, contents=contents_with_file(expected[CASE], uploaded), config=limit(expected[CASE]))
         sdkutil.assert_reference_text(response.text, expected[CASE])
+        url = server.url + url[url.index("/upload/"):]
+        r = httpx.post(url, headers={"X-Goog-Upload-Command": "query"})
+        assert r.headers["x-goog-upload-size-received"] == str(half)
+        r = httpx.post(url, headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": str(half)}, content=data[half:])
+        file = r.json()["file"]
+        assert (file["state"], file["sizeBytes"], file["sha256Hash"]) == ("ACTIVE", str(len(data)), sha256_b64(data))
     finally:
         stop_server(server)
 

@@ -4,6 +4,7 @@ mod annotate;
 mod config;
 mod hub;
 mod models;
+mod ops;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,19 @@ struct ServeArgs {
     /// file URIs are built from it; default: the Host of each request.
     #[arg(long, env = "GLIMPSE_PUBLIC_URL")]
     public_url: Option<String>,
+    #[command(flatten)]
+    ops: OpsArgs,
+}
+
+#[derive(Args)]
+struct OpsArgs {
+    /// Serve Prometheus `/metrics` on this address (e.g. 0.0.0.0:9090) instead of the API listener.
+    #[arg(long, env = "GLIMPSE_METRICS_ADDR")]
+    metrics_addr: Option<String>,
+    /// On SIGTERM or Ctrl-C: seconds in-flight requests (streams included) may take to finish while `/readyz`
+    /// answers 503 and no new connection is accepted; then the process exits.
+    #[arg(long, env = "GLIMPSE_DRAIN_SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
 }
 
 #[derive(Args)]
@@ -173,6 +187,11 @@ struct FileArgs {
     /// Metadata database (sqlite://… or postgres://…); default: SQLite in the data folder.
     #[arg(long, env = "GLIMPSE_DATABASE_URL")]
     database_url: Option<String>,
+    /// Where file bytes live: s3://bucket[/prefix] (credentials, region and endpoint from the usual AWS_*
+    /// variables; AWS_ENDPOINT + AWS_ALLOW_HTTP=true for MinIO and other S3-compatible stores), gs://…, az://…
+    /// or file:///path; default: `blobs/` in the data folder. Replicas share one database and one blob store.
+    #[arg(long, env = "GLIMPSE_BLOB_URL")]
+    blob_url: Option<String>,
     /// Largest file one upload may hold.
     #[arg(long, default_value_t = FileStoreConfig::DEFAULT_MAX_FILE_BYTES)]
     max_file_bytes: u64,
@@ -225,6 +244,7 @@ struct AskArgs {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let render_metrics = ops::install_metrics()?;
     let config = args.config.as_deref().map(config::ServeConfig::read).transpose()?;
     let registry = models::registry(&args.model, &args.aliases, config.as_ref()).await?;
     let limits = RequestLimits {
@@ -255,12 +275,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         fetcher,
         public_url: args.public_url.clone(),
         path_prefix: args.path_prefix.trim_end_matches('/').to_string(),
+        metrics: if args.ops.metrics_addr.is_some() { None } else { Some(render_metrics.clone()) },
+        draining: Arc::default(),
     };
+    if let Some(metrics_addr) = &args.ops.metrics_addr {
+        ops::serve_ops(metrics_addr, AppState { metrics: Some(render_metrics), ..state.clone() }).await?;
+    }
+    let draining = state.draining.clone();
     let app = glimpse_router::app(state);
     let listener = bind_first(&addrs).await?;
     let addr = listener.local_addr()?;
     eprintln!("glimpse: serving the Gemini API on http://{addr}{} (v1, v1beta, v1alpha)", args.path_prefix);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let drain = Duration::from_secs(args.ops.drain_seconds);
+    let server = axum::serve(listener, app).with_graceful_shutdown(ops::drain_on_signal(draining, drain));
+    server.await?;
+    eprintln!("glimpse: drained, exiting");
     Ok(())
 }
 
@@ -330,6 +359,7 @@ async fn open_file_store(args: &FileArgs) -> anyhow::Result<Arc<FileStore>> {
     let config = FileStoreConfig {
         data_dir: data_dir.clone(),
         database_url: args.database_url.clone(),
+        blob_url: args.blob_url.clone(),
         max_file_bytes: args.max_file_bytes,
         project_quota_bytes: args.project_quota_bytes,
         ttl: Duration::from_secs(args.file_ttl_seconds),
@@ -337,10 +367,6 @@ async fn open_file_store(args: &FileArgs) -> anyhow::Result<Arc<FileStore>> {
     };
     let store = FileStore::open(config).await.with_context(|| format!("opening the file store in {}", data_dir.display()))?;
     Ok(Arc::new(store))
-}
-
-async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn ask(args: AskArgs) -> anyhow::Result<()> {
@@ -397,6 +423,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,mistralrs_core=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files and collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,

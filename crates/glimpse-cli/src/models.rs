@@ -222,7 +222,10 @@ pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec], config: Option<&S
     let mut engines = Vec::new();
     let mut own_aliases = Vec::new();
     for plan in &plans {
+        let started = std::time::Instant::now();
         let engine = load_engine(plan, args, masks.clone(), pixel_cache.clone()).await?;
+        metrics::gauge!("glimpse_model_load_seconds", "model" => engine.info().id.clone())
+            .set(started.elapsed().as_secs_f64());
         if engines.iter().any(|e: &Arc<dyn Engine>| e.info().id == engine.info().id) {
             anyhow::bail!("two models are named {:?}: give them names with --model NAME=DIR", engine.info().id);
         }

@@ -11,6 +11,7 @@ pub mod grounding;
 pub mod limits;
 pub mod media;
 pub mod media_resolution;
+pub mod metered;
 pub mod output_schema;
 pub mod prompt;
 pub mod registry;

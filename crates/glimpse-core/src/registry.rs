@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::engine::Engine;
+use crate::metered::Metered;
 
 pub struct ModelRegistry {
     engines: Vec<Arc<dyn Engine>>,
@@ -19,13 +20,13 @@ impl ModelRegistry {
         ModelRegistry { engines: Vec::new(), aliases: HashMap::new() }
     }
 
-    /// Adds a model under its id and the given aliases.
+    /// Adds a model under its id and the given aliases; its work is measured ([`Metered`]).
     pub fn add(&mut self, engine: Arc<dyn Engine>, aliases: &[String]) {
         let index = self.engines.len();
         for alias in aliases {
             self.aliases.insert(alias.clone(), index);
         }
-        self.engines.push(engine);
+        self.engines.push(Metered::wrap(engine));
     }
 
     pub fn engines(&self) -> &[Arc<dyn Engine>] {

@@ -68,6 +68,20 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX IF NOT EXISTS files_by_expiry ON files (expire_ms)",
         "CREATE INDEX IF NOT EXISTS uploads_by_file ON uploads (project, file_id)",
     ],
+    // 2: uploads in progress live in the blob store, one object per chunk, so that any replica can take the
+    // next chunk; a replica finalizing an upload claims it first. Uploads begun before this version kept their
+    // bytes in one machine's staging folder, which no longer exists: they are dropped (clients start again).
+    &[
+        "CREATE TABLE upload_chunks (
+            upload_id TEXT NOT NULL,
+            start_offset BIGINT NOT NULL,
+            length BIGINT NOT NULL,
+            blob_key TEXT NOT NULL,
+            PRIMARY KEY (upload_id, start_offset)
+        )",
+        "ALTER TABLE uploads ADD COLUMN finalizing BIGINT NOT NULL DEFAULT 0",
+        "DELETE FROM uploads",
+    ],
 ];
 
 /// Serialises schema set-up between processes sharing one PostgreSQL database (an arbitrary constant key).
@@ -78,12 +92,28 @@ const FILE_COLUMNS: &str =
 const UPLOAD_COLUMNS: &str = "id, project, file_id, display_name, mime_type, declared_size, received, create_ms";
 const INTERACTION_COLUMNS: &str = "id, project, previous_id, create_ms, expire_ms, body";
 
+/// One chunk of an upload in progress: `length` bytes from `start` of the file, in the blob `blob_key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    pub start: u64,
+    pub length: u64,
+    pub blob_key: String,
+}
+
 pub struct Db {
     pool: AnyPool,
 }
 
+/// A database failure. The detail (SQL, addresses) is for the log; a database that cannot be reached is
+/// `503 UNAVAILABLE` (retry), anything else a storage failure (500); neither shows the detail to clients.
 fn storage(e: sqlx::Error) -> GlimpseError {
-    GlimpseError::Storage(e.to_string())
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            tracing::error!(error = %e, "the database cannot be reached");
+            GlimpseError::Unavailable("The metadata database cannot be reached; retry the request.".into())
+        }
+        e => GlimpseError::Storage(format!("database: {e}")),
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -145,6 +175,8 @@ async fn migrate(pool: &AnyPool, postgres: bool) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Db {
     /// Connects (`sqlite://…?mode=rwc` or `postgres://…`) and creates the tables if needed.
     pub async fn connect(url: &str) -> Result<Db, GlimpseError> {
@@ -152,7 +184,14 @@ impl Db {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         // SQLite allows one writer; a single connection serialises statements instead of failing on locks.
         let max = if url.starts_with("sqlite:") { 1 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(url).await.map_err(storage)?;
+        // A request waits at most ACQUIRE_TIMEOUT for a connection, then answers 503 (the database is down or
+        // saturated) instead of hanging.
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(storage)?;
         migrate(&pool, url.starts_with("postgres")).await.map_err(storage)?;
         Ok(Db { pool })
     }
@@ -215,14 +254,15 @@ impl Db {
         rows.iter().map(file_from_row).collect::<Result<_, _>>().map_err(storage)
     }
 
-    pub async fn delete_file(&self, project: &str, id: &str) -> Result<(), GlimpseError> {
-        sqlx::query("DELETE FROM files WHERE project = $1 AND id = $2")
+    /// Whether this call deleted the row (a replica may have been first).
+    pub async fn delete_file(&self, project: &str, id: &str) -> Result<bool, GlimpseError> {
+        let done = sqlx::query("DELETE FROM files WHERE project = $1 AND id = $2")
             .bind(project)
             .bind(id)
             .execute(&self.pool)
             .await
             .map_err(storage)?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn expired_files(&self, now_ms: i64) -> Result<Vec<FileRecord>, GlimpseError> {
@@ -301,18 +341,90 @@ impl Db {
         row.as_ref().map(upload_from_row).transpose().map_err(storage)
     }
 
-    pub async fn set_received(&self, id: &str, received: u64) -> Result<(), GlimpseError> {
-        sqlx::query("UPDATE uploads SET received = $1 WHERE id = $2")
+    /// Deletes an upload and its chunk rows (not their blobs); whether this call deleted it (another replica
+    /// may have been first).
+    pub async fn delete_upload(&self, id: &str) -> Result<bool, GlimpseError> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(storage)?;
+        sqlx::query("DELETE FROM upload_chunks WHERE upload_id = $1").bind(id).execute(&mut *tx).await.map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records a chunk written to the blob store, if the upload still stands at `start` (and is not being
+    /// finalized): one transaction, so two replicas given chunks for the same offset cannot both succeed.
+    pub async fn add_chunk(&self, upload_id: &str, chunk: &Chunk) -> Result<bool, GlimpseError> {
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        let moved = sqlx::query("UPDATE uploads SET received = $1 WHERE id = $2 AND received = $3 AND finalizing = 0")
+            .bind(to_i64(chunk.start + chunk.length))
+            .bind(upload_id)
+            .bind(to_i64(chunk.start))
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO upload_chunks (upload_id, start_offset, length, blob_key) VALUES ($1, $2, $3, $4)")
+            .bind(upload_id)
+            .bind(to_i64(chunk.start))
+            .bind(to_i64(chunk.length))
+            .bind(&chunk.blob_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        Ok(true)
+    }
+
+    /// An upload's chunks in file order.
+    pub async fn chunks(&self, upload_id: &str) -> Result<Vec<Chunk>, GlimpseError> {
+        let rows = sqlx::query(
+            "SELECT start_offset, length, blob_key FROM upload_chunks WHERE upload_id = $1 ORDER BY start_offset",
+        )
+        .bind(upload_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage)?;
+        let read = |row: &AnyRow| -> Result<Chunk, sqlx::Error> {
+            Ok(Chunk {
+                start: row.try_get::<i64, _>("start_offset")?.max(0) as u64,
+                length: row.try_get::<i64, _>("length")?.max(0) as u64,
+                blob_key: row.try_get("blob_key")?,
+            })
+        };
+        rows.iter().map(read).collect::<Result<_, _>>().map_err(storage)
+    }
+
+    /// Claims an upload of `received` bytes for finalizing (or releases the claim): whether this call got it.
+    pub async fn set_finalizing(&self, upload_id: &str, received: u64, finalizing: bool) -> Result<bool, GlimpseError> {
+        let (from, to) = if finalizing { (0i64, 1i64) } else { (1, 0) };
+        let done = sqlx::query("UPDATE uploads SET finalizing = $1 WHERE id = $2 AND finalizing = $3 AND received = $4")
+            .bind(to)
+            .bind(upload_id)
+            .bind(from)
             .bind(to_i64(received))
-            .bind(id)
             .execute(&self.pool)
             .await
             .map_err(storage)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
-    pub async fn delete_upload(&self, id: &str) -> Result<(), GlimpseError> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await.map_err(storage)?;
+    /// Deletes a file's row if it has expired by `now_ms`: whether this call deleted it (replicas sweep together).
+    pub async fn delete_expired_file(&self, project: &str, id: &str, now_ms: i64) -> Result<bool, GlimpseError> {
+        let done = sqlx::query("DELETE FROM files WHERE project = $1 AND id = $2 AND expire_ms <= $3")
+            .bind(project)
+            .bind(id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(storage)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn check(&self) -> Result<(), GlimpseError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(storage)?;
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //!
 //! Metadata lives in SQL through `sqlx`'s `Any` driver, so the same queries run on the embedded SQLite
 //! database (default: `<data dir>/glimpse.db`) and on PostgreSQL (`--database-url postgres://…`). File bytes
-//! live in a [`blobs::BlobStore`]; the embedded one is a folder. Uploads are streamed chunk by chunk into a
-//! staging file, so memory stays constant whatever the file size.
+//! live in [`blobs::Blobs`]: a folder by default, an object store (S3-compatible, GCS, Azure) by URL. Uploads
+//! are streamed chunk by chunk into the blob store, so memory stays constant whatever the file size and any
+//! replica can take the next chunk.
 
 pub mod blobs;
 pub mod db;
@@ -16,3 +17,8 @@ pub mod sweeper;
 
 pub use record::{FileRecord, FileState, InteractionRecord, UploadSession};
 pub use store::{FileStore, FileStoreConfig, NewUpload};
+
+/// Describes this crate's metrics (their help text on `/metrics`).
+pub fn describe_metrics() {
+    metrics::describe_counter!("glimpse_upload_bytes_total", metrics::Unit::Bytes, "Bytes received in file uploads.");
+}

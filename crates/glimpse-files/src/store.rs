@@ -1,9 +1,12 @@
-//! The File API's behaviour on top of [`Db`] and a [`BlobStore`]: upload sessions, chunk appends, finalize
-//! (hash, recognise, publish), get / list / delete with per-project isolation, quota and expiry.
+//! The File API's behaviour on top of [`Db`] and [`Blobs`]: upload sessions, chunk appends, finalize (hash,
+//! recognise, publish), get / list / delete with per-project isolation, quota and expiry.
+//!
+//! Nothing lives in one process: an upload in progress is its row plus one blob per chunk, so any replica can
+//! take the next chunk or the finalize; the database's conditional updates decide between replicas racing
+//! for the same chunk, finalize or sweep.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -12,19 +15,20 @@ use futures::{Stream, StreamExt};
 use glimpse_core::media;
 use glimpse_core::GlimpseError;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::blobs::{BlobStore, FolderBlobs};
-use crate::db::Db;
+use crate::blobs::{blob_error, Blobs};
+use crate::db::{Chunk, Db};
 use crate::ids;
 use crate::record::{now_ms, FileRecord, FileState, UploadSession};
 
 #[derive(Debug, Clone)]
 pub struct FileStoreConfig {
-    /// Holds `glimpse.db` (unless `database_url` is set), `blobs/` and `uploads/` (staging).
+    /// Holds `glimpse.db` (unless `database_url` is set) and `blobs/` (unless `blob_url` is set).
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; default: SQLite in the data folder.
     pub database_url: Option<String>,
+    /// `file:///…`, `s3://bucket[/prefix]`, `gs://…`, `az://…`; default: the data folder's `blobs/`.
+    pub blob_url: Option<String>,
     pub max_file_bytes: u64,
     pub project_quota_bytes: u64,
     pub ttl: Duration,
@@ -53,18 +57,21 @@ pub struct NewUpload {
 
 pub struct FileStore {
     pub(crate) db: Db,
-    blobs: Arc<dyn BlobStore>,
-    staging: PathBuf,
+    blobs: Arc<Blobs>,
     config: FileStoreConfig,
-    /// Uploads with a chunk being written: a second concurrent chunk for the same upload is refused.
-    busy: Mutex<HashSet<String>>,
 }
 
-/// Bytes read from a staged upload to recognise its format.
+/// Bytes read from an upload to recognise its format.
 const SNIFF_BYTES: usize = 64 * 1024;
 
-fn io(what: &str, e: std::io::Error) -> GlimpseError {
-    GlimpseError::Storage(format!("{what}: {e}"))
+/// A chunk's blob: unique per attempt, so two replicas given the same chunk never write the same object.
+fn chunk_key(upload_id: &str, start: u64) -> String {
+    format!("uploads/{upload_id}/{start:020}-{}", ids::new_file_id())
+}
+
+/// A file's blob: unique per upload, so a name used again after expiry never shares a blob with the old file.
+fn file_key(project: &str, upload_id: &str) -> String {
+    format!("files/{project}/{upload_id}")
 }
 
 /// The real API's answer for a file that does not exist, has expired, or belongs to another project.
@@ -74,31 +81,33 @@ pub fn no_such_file(id: &str) -> GlimpseError {
 
 impl FileStore {
     pub async fn open(config: FileStoreConfig) -> Result<FileStore, GlimpseError> {
-        let staging = config.data_dir.join("uploads");
-        let blob_root = config.data_dir.join("blobs");
-        for dir in [&config.data_dir, &staging, &blob_root] {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| io(&format!("creating {}", dir.display()), e))?;
-        }
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .map_err(|e| GlimpseError::Storage(format!("creating {}: {e}", config.data_dir.display())))?;
         let url = match &config.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}?mode=rwc", config.data_dir.join("glimpse.db").display()),
         };
         let db = Db::connect(&url).await?;
-        Ok(FileStore {
-            db,
-            blobs: Arc::new(FolderBlobs::new(blob_root)),
-            staging,
-            config,
-            busy: Mutex::new(HashSet::new()),
-        })
+        let blobs = Blobs::open(config.blob_url.as_deref(), &config.data_dir.join("blobs"))?;
+        // Uploads in progress were staged in this folder before they moved to the blob store (migration 2
+        // dropped their rows).
+        let _ = tokio::fs::remove_dir_all(config.data_dir.join("uploads")).await;
+        Ok(FileStore { db, blobs: Arc::new(blobs), config })
     }
 
     pub fn config(&self) -> &FileStoreConfig {
         &self.config
     }
 
-    fn staging_path(&self, upload_id: &str) -> PathBuf {
-        self.staging.join(format!("{upload_id}.part"))
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
+    }
+
+    /// Whether the database and the blob store answer (for `/readyz`).
+    pub async fn check(&self) -> Result<(), GlimpseError> {
+        self.db.check().await?;
+        self.blobs.check().await
     }
 
     fn quota_error(&self) -> GlimpseError {
@@ -152,7 +161,6 @@ impl FileStore {
             received: 0,
             create_ms: now_ms(),
         };
-        tokio::fs::File::create(self.staging_path(&session.id)).await.map_err(|e| io("creating an upload", e))?;
         self.db.insert_upload(&session).await?;
         Ok(session)
     }
@@ -161,81 +169,59 @@ impl FileStore {
         self.db.upload(upload_id).await
     }
 
-    /// Appends one chunk at `offset` (which must equal the bytes received so far), streaming it to disk.
-    /// Returns the new total. On any error the staged bytes are back at the previous total.
+    /// Appends one chunk at `offset` (which must equal the bytes received so far), streaming it to the blob
+    /// store. Returns the new total. On any error the upload is where it was.
     pub async fn append<S, E>(&self, session: &UploadSession, offset: u64, body: S) -> Result<u64, GlimpseError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         if offset != session.received {
-            return Err(GlimpseError::invalid(format!(
-                "Invalid upload offset {offset}: {} bytes have been received so far.",
-                session.received
-            )));
+            return Err(offset_error(offset, session.received));
         }
-        let _guard = BusyGuard::take(&self.busy, &session.id)?;
         let limit = session.declared_size.unwrap_or(self.config.max_file_bytes).min(self.config.max_file_bytes);
         let quota_left = self
             .config
             .project_quota_bytes
             .saturating_sub(self.db.used_bytes(&session.project, now_ms(), &session.id).await?);
-
-        let path = self.staging_path(&session.id);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .await
-            .map_err(|e| io("opening an upload", e))?;
-        // A crash between a write and the row update can leave extra bytes: the row is authoritative.
-        file.set_len(session.received).await.map_err(|e| io("truncating an upload", e))?;
-        let mut file = tokio::io::BufWriter::new(file);
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(session.received))
-            .await
-            .map_err(|e| io("seeking an upload", e))?;
-
-        let result = async {
-            let mut total = session.received;
-            let mut body = body;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| GlimpseError::invalid(format!("Reading the upload failed: {e}")))?;
-                total += chunk.len() as u64;
-                if total > limit {
-                    return Err(match session.declared_size {
-                        Some(declared) if declared < self.config.max_file_bytes => GlimpseError::invalid(format!(
-                            "The upload is larger than its declared size of {declared} bytes."
-                        )),
-                        _ => self.too_large(total),
-                    });
-                }
-                if total > quota_left {
-                    return Err(self.quota_error());
-                }
-                file.write_all(&chunk).await.map_err(|e| io("writing an upload", e))?;
+        let key = chunk_key(&session.id, offset);
+        let check = |written: u64| {
+            let total = session.received + written;
+            if total > limit {
+                return Err(match session.declared_size {
+                    Some(declared) if declared < self.config.max_file_bytes => GlimpseError::invalid(format!(
+                        "The upload is larger than its declared size of {declared} bytes."
+                    )),
+                    _ => self.too_large(total),
+                });
             }
-            file.flush().await.map_err(|e| io("writing an upload", e))?;
-            Ok(total)
+            if total > quota_left {
+                return Err(self.quota_error());
+            }
+            Ok(())
+        };
+        let length = self.blobs.write(&key, body, check).await?;
+        if length == 0 {
+            self.blobs.delete(&key).await?;
+            return Ok(session.received);
         }
-        .await;
-
-        match result {
-            Ok(total) => {
-                self.db.set_received(&session.id, total).await?;
-                Ok(total)
-            }
-            Err(e) => {
-                let file = file.into_inner();
-                let _ = file.set_len(session.received).await;
-                Err(e)
-            }
+        metrics::counter!("glimpse_upload_bytes_total").increment(length);
+        let chunk = Chunk { start: offset, length, blob_key: key };
+        if !self.db.add_chunk(&session.id, &chunk).await? {
+            // Another request moved the upload on (or is finalizing it) while this chunk was written.
+            self.blobs.delete(&chunk.blob_key).await?;
+            let now = self.db.upload(&session.id).await?.map_or(session.received, |s| s.received);
+            return Err(GlimpseError::FailedPrecondition(format!(
+                "Another request wrote to this upload at the same time (it has now received {now} bytes); send chunks one at a time."
+            )));
         }
+        Ok(offset + length)
     }
 
     /// Completes an upload: checks the size, hashes the bytes, recognises the image format and publishes the
     /// file (ACTIVE), or records it as FAILED when the bytes are not a supported image. The session ends
-    /// either way.
+    /// either way. A replica claims the upload first, so a finalize sent twice publishes one file.
     pub async fn finalize(&self, session: &UploadSession) -> Result<FileRecord, GlimpseError> {
-        let _guard = BusyGuard::take(&self.busy, &session.id)?;
         if let Some(declared) = session.declared_size {
             if declared != session.received {
                 self.discard(session).await?;
@@ -245,8 +231,21 @@ impl FileStore {
                 )));
             }
         }
-        let path = self.staging_path(&session.id);
-        let (sha256, head) = hash_and_head(&path).await?;
+        if !self.db.set_finalizing(&session.id, session.received, true).await? {
+            return Err(GlimpseError::FailedPrecondition(
+                "Another request is writing to or finalizing this upload; send one request at a time.".into(),
+            ));
+        }
+        let key = file_key(&session.project, &session.id);
+        let assembled = self.assemble(session, &key).await;
+        let (sha256, head) = match assembled {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = self.blobs.delete(&key).await;
+                let _ = self.db.set_finalizing(&session.id, session.received, false).await;
+                return Err(e);
+            }
+        };
         let sniffed = media::sniff(&head);
         let declared_format = session.mime_type.as_deref().and_then(|m| media::parse_mime(m).ok());
         let mime_type = session
@@ -277,29 +276,69 @@ impl FileStore {
             expire_ms: now + self.config.ttl.as_millis() as i64,
             state: FileState::Active,
             error: None,
-            blob_key: None,
+            blob_key: Some(key.clone()),
         };
         if let Some(message) = failure {
             record.state = FileState::Failed;
             record.error = Some(message);
-            self.discard(session).await?;
-        } else {
-            let key = blob_key(&session.project, &session.file_id);
-            self.blobs.put_file(&key, &path).await?;
-            record.blob_key = Some(key);
-            self.db.delete_upload(&session.id).await?;
+            record.blob_key = None;
+            self.blobs.delete(&key).await?;
         }
         self.db.insert_file(&record).await?;
+        self.discard(session).await?;
         Ok(record)
     }
 
-    /// Ends an upload without a file.
-    pub async fn discard(&self, session: &UploadSession) -> Result<(), GlimpseError> {
-        self.db.delete_upload(&session.id).await?;
-        match tokio::fs::remove_file(self.staging_path(&session.id)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing an upload", e)),
-            _ => Ok(()),
+    /// Puts an upload's chunks together under `key`, hashing them and keeping the first bytes on the way
+    /// (constant memory). One chunk is moved rather than copied.
+    async fn assemble(&self, session: &UploadSession, key: &str) -> Result<(String, Vec<u8>), GlimpseError> {
+        let chunks = self.db.chunks(&session.id).await?;
+        let contiguous = chunks.iter().try_fold(0u64, |at, c| (c.start == at).then_some(at + c.length));
+        if contiguous != Some(session.received) {
+            return Err(blob_error("assembling an upload", format!("its chunks do not cover {} bytes", session.received)));
         }
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        let mut note = |piece: &Bytes| {
+            hasher.update(piece);
+            if head.len() < SNIFF_BYTES {
+                head.extend_from_slice(&piece[..(SNIFF_BYTES - head.len()).min(piece.len())]);
+            }
+        };
+        match chunks.as_slice() {
+            [] => {
+                self.blobs.write(key, futures::stream::empty::<Result<Bytes, GlimpseError>>(), |_| Ok(())).await?;
+            }
+            [only] => {
+                let mut pieces = self.blobs.stream(&only.blob_key).await?;
+                while let Some(piece) = pieces.next().await {
+                    note(&piece?);
+                }
+                self.blobs.rename(&only.blob_key, key).await?;
+            }
+            many => {
+                let mut sources = Vec::with_capacity(many.len());
+                for chunk in many {
+                    sources.push(self.blobs.stream(&chunk.blob_key).await?);
+                }
+                let joined = futures::stream::iter(sources).flatten().map(|piece| {
+                    piece.inspect(|p| note(p))
+                });
+                self.blobs.write(key, Box::pin(joined), |_| Ok(())).await?;
+            }
+        }
+        Ok((base64::engine::general_purpose::STANDARD.encode(hasher.finalize()), head))
+    }
+
+    /// Ends an upload without a file: its row, its chunk rows and their blobs.
+    pub async fn discard(&self, session: &UploadSession) -> Result<(), GlimpseError> {
+        let chunks = self.db.chunks(&session.id).await?;
+        if self.db.delete_upload(&session.id).await? {
+            for chunk in chunks {
+                self.blobs.delete(&chunk.blob_key).await?;
+            }
+        }
+        Ok(())
     }
 
     /// A file of `project` that exists and has not expired; anything else is the real API's 403.
@@ -333,10 +372,12 @@ impl FileStore {
         self.remove(&file).await
     }
 
+    /// The row goes first, then the blob: a row never points at a missing blob.
     async fn remove(&self, file: &FileRecord) -> Result<(), GlimpseError> {
-        self.db.delete_file(&file.project, &file.id).await?;
-        if let Some(key) = &file.blob_key {
-            self.blobs.delete(key).await?;
+        if self.db.delete_file(&file.project, &file.id).await? {
+            if let Some(key) = &file.blob_key {
+                self.blobs.delete(key).await?;
+            }
         }
         Ok(())
     }
@@ -370,8 +411,13 @@ impl FileStore {
         let now = now_ms();
         let mut removed = 0;
         for file in self.db.expired_files(now).await? {
-            self.remove(&file).await?;
-            removed += 1;
+            // Every replica sweeps: the one whose delete takes the row removes the blob.
+            if self.db.delete_expired_file(&file.project, &file.id, now).await? {
+                if let Some(key) = &file.blob_key {
+                    self.blobs.delete(key).await?;
+                }
+                removed += 1;
+            }
         }
         let stale_before = now - self.config.ttl.as_millis() as i64;
         for session in self.db.uploads_started_before(stale_before).await? {
@@ -381,10 +427,6 @@ impl FileStore {
         removed += self.db.delete_expired_interactions(now).await? as usize;
         Ok(removed)
     }
-}
-
-fn blob_key(project: &str, file_id: &str) -> String {
-    format!("{project}/{file_id}")
 }
 
 fn page_token_for(create_ms: i64, id: &str) -> String {
@@ -399,46 +441,6 @@ fn parse_page_token(token: &str) -> Result<(i64, String), GlimpseError> {
     Ok((ms.parse().map_err(|_| invalid())?, id.to_string()))
 }
 
-/// SHA-256 (base64) of a staged file and its first bytes, read in constant memory.
-async fn hash_and_head(path: &std::path::Path) -> Result<(String, Vec<u8>), GlimpseError> {
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| io("opening an upload", e))?;
-    let mut hasher = Sha256::new();
-    let mut head = Vec::with_capacity(SNIFF_BYTES);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).await.map_err(|e| io("reading an upload", e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        if head.len() < SNIFF_BYTES {
-            let take = (SNIFF_BYTES - head.len()).min(n);
-            head.extend_from_slice(&buf[..take]);
-        }
-    }
-    Ok((base64::engine::general_purpose::STANDARD.encode(hasher.finalize()), head))
-}
-
-/// Marks an upload busy for the life of the guard.
-struct BusyGuard<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    id: String,
-}
-
-impl<'a> BusyGuard<'a> {
-    fn take(set: &'a Mutex<HashSet<String>>, id: &str) -> Result<Self, GlimpseError> {
-        let mut busy = set.lock().unwrap_or_else(|p| p.into_inner());
-        if !busy.insert(id.to_string()) {
-            return Err(GlimpseError::FailedPrecondition(
-                "Another request is writing to this upload; send chunks one at a time.".into(),
-            ));
-        }
-        Ok(BusyGuard { set, id: id.to_string() })
-    }
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
-    }
+fn offset_error(offset: u64, received: u64) -> GlimpseError {
+    GlimpseError::invalid(format!("Invalid upload offset {offset}: {received} bytes have been received so far."))
 }

@@ -15,6 +15,7 @@ fn config(dir: &std::path::Path) -> FileStoreConfig {
     FileStoreConfig {
         data_dir: dir.to_path_buf(),
         database_url: None,
+        blob_url: None,
         max_file_bytes: FileStoreConfig::DEFAULT_MAX_FILE_BYTES,
         project_quota_bytes: FileStoreConfig::DEFAULT_PROJECT_QUOTA_BYTES,
         ttl: FileStoreConfig::DEFAULT_TTL,
@@ -131,7 +132,7 @@ async fn expired_files_disappear_and_are_swept() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(code(store.get("p", &file.id).await.unwrap_err()), Code::PermissionDenied);
     assert_eq!(store.sweep().await.unwrap(), 1);
-    assert!(std::fs::read_dir(dir.path().join("blobs/p")).unwrap().next().is_none(), "blob deleted");
+    assert!(std::fs::read_dir(dir.path().join("blobs/files/p")).unwrap().next().is_none(), "blob deleted");
 }
 
 #[tokio::test]
@@ -238,4 +239,29 @@ async fn interactions_are_per_project_deletable_and_expire() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(code(store.interaction("p", "v1_a").await.unwrap_err()), Code::NotFound, "expired");
     assert_eq!(store.sweep().await.unwrap(), 1);
+}
+
+/// Two requests carrying the chunk at the same offset (say, a retry that reached another replica): one is
+/// recorded, the other refused, and the file holds the bytes once.
+#[tokio::test]
+async fn a_chunk_sent_twice_for_one_offset_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let bytes = png();
+    let stale = store
+        .start_upload(NewUpload { project: "p".into(), declared_size: Some(bytes.len() as u64), ..Default::default() })
+        .await
+        .unwrap();
+    store.append(&stale, 0, chunks(&bytes[..100])).await.unwrap();
+    // The second request read the session before the first was recorded.
+    assert_eq!(code(store.append(&stale, 0, chunks(&bytes[..100])).await.unwrap_err()), Code::FailedPrecondition);
+    let session = store.upload_session(&stale.id).await.unwrap().unwrap();
+    assert_eq!(session.received, 100);
+    store.append(&session, 100, chunks(&bytes[100..])).await.unwrap();
+    let session = store.upload_session(&stale.id).await.unwrap().unwrap();
+    let file = store.finalize(&session).await.unwrap();
+    assert_eq!(store.read_for_prompt("p", &file.id, u64::MAX).await.unwrap().1, bytes);
+    // A finalize sent again finds no upload to finalize.
+    assert!(store.finalize(&session).await.is_err());
+    assert!(std::fs::read_dir(dir.path().join("blobs/uploads")).map_or(true, |mut d| d.all(|e| std::fs::read_dir(e.unwrap().path()).unwrap().next().is_none())));
 }

@@ -51,16 +51,27 @@ impl ApiError {
 }
 
 impl From<GlimpseError> for ApiError {
-    /// An internal failure is logged in full but answered with its first line: candle's errors carry a
-    /// backtrace (when `RUST_BACKTRACE` is set) that is for the log, not for the client.
+    /// A server-side failure is logged in full and answered without its detail: a storage failure names what
+    /// failed in the client's terms (its detail can hold file paths or SQL), an engine failure its first line
+    /// (candle's errors carry a backtrace when `RUST_BACKTRACE` is set). Both carry the request id.
     fn from(err: GlimpseError) -> Self {
-        let message = err.to_string();
-        if err.code() == Code::Internal {
-            tracing::error!(error = %message, "engine failure");
-            let first_line = message.lines().next().unwrap_or_default().trim_end();
-            return ApiError::new(Code::Internal, first_line);
+        let id = crate::request_id::current().unwrap_or_else(|| "-".into());
+        match err {
+            GlimpseError::Storage(detail) => {
+                tracing::error!(request_id = %id, error = %detail, "storage failure");
+                ApiError::new(
+                    Code::Internal,
+                    format!("The server's file storage failed (request id {id}). Retry later; if it persists, give the operator this id."),
+                )
+            }
+            err if err.code() == Code::Internal => {
+                let message = err.to_string();
+                tracing::error!(request_id = %id, error = %message, "engine failure");
+                let first_line = message.lines().next().unwrap_or_default().trim_end();
+                ApiError::new(Code::Internal, format!("{first_line} (request id {id})"))
+            }
+            err => ApiError::new(err.code(), err.to_string()),
         }
-        ApiError::new(err.code(), message)
     }
 }
 
@@ -141,7 +152,15 @@ mod tests {
     fn an_internal_failure_answers_without_its_backtrace() {
         let err = GlimpseError::Engine("shape mismatch in cat\n   0: candle_core::error::Error::bt\n".into());
         let api = ApiError::from(err);
-        assert_eq!((api.http_status, api.status, api.message.as_str()), (500, "INTERNAL", "shape mismatch in cat"));
+        assert_eq!((api.http_status, api.status, api.message.as_str()), (500, "INTERNAL", "shape mismatch in cat (request id -)"));
+    }
+
+    #[test]
+    fn a_storage_failure_answers_without_its_detail() {
+        let api = ApiError::from(GlimpseError::Storage("reading /srv/glimpse/blobs/k1/abc: No such file".into()));
+        assert_eq!((api.http_status, api.status), (500, "INTERNAL"));
+        assert!(!api.message.contains("/srv"), "{}", api.message);
+        assert!(api.message.contains("file storage failed"), "{}", api.message);
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub mod gemini;
 pub mod interactions;
 pub mod json_keys;
 pub mod lenient;
+pub mod observability;
 pub mod openai;
 pub mod playground;
 pub mod remote_media;
+pub mod request_id;
 pub mod sse;
 
 use std::sync::Arc;
@@ -41,6 +43,9 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// The path prefix the API is served under (`""` or e.g. `/gemini`).
     pub path_prefix: String,
+    /// `/metrics` on this listener; `None` when served elsewhere (`--metrics-addr`) or not at all.
+    pub metrics: Option<observability::RenderMetrics>,
+    pub draining: Arc<observability::Draining>,
 }
 
 impl AppState {
@@ -59,9 +64,13 @@ pub fn app(state: AppState) -> Router {
         .merge(openai::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_caller))
         .merge(files::upload_routes().route_layer(middleware::from_fn_with_state(state.clone(), auth::upload_caller)))
+        .route_layer(middleware::from_fn(observability::record))
         .merge(playground::routes())
         .with_state(state.clone());
     let prefix = state.path_prefix.trim_end_matches('/');
     let app = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
-    app.fallback(error::not_found_route).layer(middleware::from_fn(error::google_envelope))
+    app.merge(observability::routes().with_state(state.clone()))
+        .fallback(error::not_found_route)
+        .layer(middleware::from_fn(error::google_envelope))
+        .layer(middleware::from_fn(request_id::assign))
 }

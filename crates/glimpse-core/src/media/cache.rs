@@ -41,13 +41,14 @@ impl PixelCache {
     /// The image at `width`×`height`, from the cache or rendered (and then kept) now.
     pub fn pixels(&self, source: &ImageSource, width: u32, height: u32) -> Result<Arc<RgbImage>, MediaError> {
         if self.capacity_bytes == 0 {
-            return source.pixels(width, height).map(Arc::new);
+            return render(source, width, height).map(Arc::new);
         }
         let key = Key { digest: source.digest(), width, height };
         if let Some(hit) = self.lock().map.to_back(&key) {
+            metrics::counter!("glimpse_image_cache_hits_total").increment(1);
             return Ok(hit.clone());
         }
-        let rendered = Arc::new(source.pixels(width, height)?);
+        let rendered = Arc::new(render(source, width, height)?);
         let size = rendered.as_raw().len();
         if size <= self.capacity_bytes {
             let mut entries = self.lock();
@@ -67,6 +68,15 @@ impl PixelCache {
     pub fn held_bytes(&self) -> usize {
         self.lock().bytes
     }
+}
+
+/// Decodes one image to its planned size, measured.
+fn render(source: &ImageSource, width: u32, height: u32) -> Result<RgbImage, MediaError> {
+    let start = std::time::Instant::now();
+    let pixels = source.pixels(width, height)?;
+    metrics::counter!("glimpse_images_decoded_total").increment(1);
+    metrics::histogram!("glimpse_pixel_path_seconds").record(start.elapsed().as_secs_f64());
+    Ok(pixels)
 }
 
 #[cfg(test)]

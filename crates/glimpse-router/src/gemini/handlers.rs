@@ -35,7 +35,11 @@ pub(crate) fn check_version(version: &str) -> Result<(), ApiError> {
 }
 
 pub(crate) fn resolve(state: &AppState, model: &str, version: &str, method: &str) -> Result<Arc<dyn Engine>, ApiError> {
-    state.registry.resolve(model).ok_or_else(|| {
+    let engine = state.registry.resolve(model);
+    if let Some(engine) = &engine {
+        crate::observability::note_model(&engine.info().id, Some(method));
+    }
+    engine.ok_or_else(|| {
         let bare = model.strip_prefix("models/").unwrap_or(model);
         ApiError::new(
             Code::NotFound,
