@@ -1,6 +1,6 @@
-"""Raw REST: what curl users and hand-written clients send, the exact SSE bytes, JSON leniency (spec §1.4),
-every route on every API version, and the Google-format errors (spec §7) with their HTTP status,
-`error.code`, `error.status` and content type."""
+"""Raw REST: what curl users and hand-written clients send, the exact SSE bytes, JSON leniency
+(docs/gemini-api.md §1.4), every route on every API version, and the Google-format errors (docs/gemini-api.md §7)
+with their HTTP status, `error.code`, `error.status` and content type."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def test_sse_raw_framing(http, expected):
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON leniency (spec §1.4): each variant must give the reference answer exactly
+# JSON leniency (docs/gemini-api.md §1.4): each variant must give the reference answer exactly
 # ---------------------------------------------------------------------------------------------
 def _snake_everywhere(exp):
     case = exp["question_wide_system"]

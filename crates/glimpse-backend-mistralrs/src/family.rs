@@ -5,8 +5,8 @@ use glimpse_core::grounding::BoxConvention;
 use glimpse_core::GlimpseError;
 use serde_json::{json, Value};
 
-/// The largest per-image budget a request can ask for (MEDIA_RESOLUTION_ULTRA_HIGH).
-const MAX_BUDGET_TOKENS: u64 = 2240;
+/// The largest per-image budget a request can ask for.
+const MAX_BUDGET_TOKENS: u64 = glimpse_core::media_resolution::MAX_TOKEN_BUDGET as u64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Family {

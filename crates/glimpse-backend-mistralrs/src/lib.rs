@@ -5,12 +5,18 @@
 //! where the client put the image (not where mistralrs's prefixer would), and a dead engine thread is
 //! noticed and the model reloaded.
 
+mod constraint;
+mod counting;
+mod detections;
 mod engine;
 mod family;
 mod model_folder;
 mod probe;
 mod prompt_builder;
+mod request;
+mod response;
 mod sampling;
+mod supervisor;
 
 pub use engine::{parse_dtype, parse_isq, LoadOptions, MistralRsEngine};
 pub use mistralrs::{IsqType, ModelDType};

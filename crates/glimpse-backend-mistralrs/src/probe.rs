@@ -9,7 +9,8 @@ use glimpse_core::{GlimpseError, Prompt, SamplingOptions};
 use mistralrs::{Constraint, Response};
 use tokio::sync::mpsc;
 
-use crate::engine::{engine_request, EngineOutput, MistralRsEngine};
+use crate::engine::MistralRsEngine;
+use crate::request::{engine_request, EngineOutput};
 use crate::sampling::{sampling_params, GenerationDefaults};
 
 #[derive(Debug, Clone, PartialEq)]

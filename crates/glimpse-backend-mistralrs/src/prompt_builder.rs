@@ -31,9 +31,10 @@ pub struct PreparedPrompt {
 
 impl PreparedPrompt {
     /// The last image as sent and as the model sees it: what a detection answer's boxes refer to.
-    pub fn last_image_geometry(&self) -> Option<ImageGeometry> {
-        let plan = self.plans.last()?;
-        Some(ImageGeometry { original: *self.original_sizes.last()?, model_input: (plan.width, plan.height) })
+    /// The size of image `index` as sent and as the model saw it (what its boxes are converted with).
+    pub fn image_geometry(&self, index: usize) -> Option<ImageGeometry> {
+        let plan = self.plans.get(index)?;
+        Some(ImageGeometry { original: *self.original_sizes.get(index)?, model_input: (plan.width, plan.height) })
     }
 
     pub fn image_tokens(&self) -> u32 {

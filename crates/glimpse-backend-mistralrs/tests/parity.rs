@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
-use glimpse_core::engine::collect;
+use glimpse_core::collect;
 use glimpse_core::media::{ImageLimits, ImageSource};
 use glimpse_core::{
     Engine, GenerateRequest, ImageInput, OutputConstraint, Part, Prompt, Role, SamplingOptions, Turn,

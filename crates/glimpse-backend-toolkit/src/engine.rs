@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use glimpse_core::engine::{FinishReason, GenerationEvent, GenerationStream, ModelInfo, PromptTokens, Usage};
 use glimpse_core::media::ImageSource;
-use glimpse_core::{Engine, GenerateRequest, GlimpseError, Part, Prompt, Role};
+use glimpse_core::{Engine, GenerateRequest, GlimpseError, Part, Prompt};
 
 use crate::error::ToolkitError;
 use crate::task::Task;
@@ -66,14 +66,9 @@ fn prompt_tokens(prompt: &Prompt) -> PromptTokens {
     tokens
 }
 
-/// The image a question is about: the last one of the last user turn that has any.
+/// The image a question is about (the rule every backend shares: [`Prompt::subject_image`]).
 fn subject_image(prompt: &Prompt) -> Option<Arc<ImageSource>> {
-    prompt
-        .turns
-        .iter()
-        .rev()
-        .filter(|t| t.role == Role::User)
-        .find_map(|t| t.parts.iter().rev().find_map(|p| if let Part::Image(i) = p { Some(i.source.clone()) } else { None }))
+    prompt.subject_image().map(|(_, image)| image.source.clone())
 }
 
 /// Cuts the answer at the first stop sequence and at `max_words`.

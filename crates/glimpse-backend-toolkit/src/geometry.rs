@@ -39,8 +39,7 @@ impl PixelBox {
 
     /// Gemini's `box_2d`: [ymin, xmin, ymax, xmax] on a 0–1000 grid of the image.
     pub fn to_gemini(&self, width: u32, height: u32) -> [i64; 4] {
-        let grid = |v: f32, size: u32| ((v / size.max(1) as f32) * 1000.0).round().clamp(0.0, 1000.0) as i64;
-        [grid(self.y0, height), grid(self.x0, width), grid(self.y1, height), grid(self.x1, width)]
+        glimpse_core::grounding::pixels_to_gemini_box(self.to_array(), (width, height))
     }
 
     /// The box as the mask model's (x0, y0, x1, y1).

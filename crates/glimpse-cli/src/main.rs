@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use glimpse_core::engine::collect;
+use glimpse_core::collect;
 use glimpse_core::media::{self, ImageLimits};
 use glimpse_core::{
     GenerateRequest, ImageInput, OutputConstraint, Part, Prompt, RequestLimits, Role,
     SamplingOptions, Turn,
 };
+use glimpse_backend_mistralrs::LoadOptions;
 use glimpse_fetch::{FetchConfig, Fetcher};
 use glimpse_files::{FileStore, FileStoreConfig};
 use glimpse_router::auth::Auth;
@@ -86,7 +87,7 @@ struct ModelArgs {
     #[arg(long)]
     cpu: bool,
     /// Maximum output tokens per request (and the advertised outputTokenLimit).
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = LoadOptions::default().max_output_tokens)]
     max_output_tokens: u32,
     /// Pass detection answers through as the model writes them, instead of constraining them to the family's
     /// box format and rewriting the boxes into Gemini's box_2d (0–1000, ymin first).
@@ -132,13 +133,13 @@ struct ServeArgs {
     #[arg(long, default_value = "")]
     path_prefix: String,
     /// Decoded bytes of inline images allowed in one request.
-    #[arg(long, default_value_t = 20 * 1024 * 1024)]
+    #[arg(long, default_value_t = RequestLimits::default().max_inline_bytes)]
     max_inline_bytes: usize,
     /// Images allowed in one request.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = RequestLimits::default().max_images)]
     max_images: usize,
     /// Decoded pixels allowed per image (decompression bombs are refused before decoding).
-    #[arg(long, default_value_t = 100_000_000)]
+    #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
     max_image_pixels: u64,
     #[command(flatten)]
     keys: KeyArgs,
@@ -215,7 +216,7 @@ struct FetchArgs {
     #[arg(long = "fetch-allow")]
     fetch_allow: Vec<ipnet::IpNet>,
     /// Largest image fetched from a URL.
-    #[arg(long, default_value_t = 20 * 1024 * 1024)]
+    #[arg(long, default_value_t = FetchConfig::default().max_bytes)]
     max_fetch_bytes: u64,
     /// Fetch image URLs through this http:// forward proxy (HTTP CONNECT; `http://user:password@host:port`
     /// for a proxy that wants Basic authentication). Glimpse resolves and checks each host first and tunnels

@@ -1,4 +1,4 @@
-//! The engine trait every backend implements (mistralrs today; llama.cpp or the toolkit later).
+//! The engine trait every backend implements (mistralrs in-process, the built-in toolkit).
 
 use std::pin::Pin;
 
@@ -69,17 +69,4 @@ pub trait Engine: Send + Sync {
     /// Starts generating. Errors found before the first token (validation, context length) come back here,
     /// not inside the stream, so the router can still answer with a plain HTTP error.
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError>;
-}
-
-/// Drains a stream into the full text, finish reason and usage (the unary generateContent path).
-pub async fn collect(mut stream: GenerationStream) -> Result<(String, FinishReason, Usage), GlimpseError> {
-    use futures::StreamExt;
-    let mut text = String::new();
-    while let Some(event) = stream.next().await {
-        match event? {
-            GenerationEvent::Text(delta) => text.push_str(&delta),
-            GenerationEvent::Done { finish, usage } => return Ok((text, finish, usage)),
-        }
-    }
-    Err(GlimpseError::Engine("the engine ended the stream without finishing".into()))
 }

@@ -5,7 +5,7 @@
 
 use crate::media::MediaError;
 
-/// The google.rpc canonical codes Glimpse emits, with their HTTP status.
+/// The google.rpc canonical codes Glimpse emits (the router maps them to HTTP statuses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     InvalidArgument,
@@ -23,22 +23,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub fn http_status(self) -> u16 {
-        match self {
-            Code::InvalidArgument | Code::FailedPrecondition => 400,
-            Code::Unauthenticated => 401,
-            Code::PermissionDenied => 403,
-            Code::NotFound => 404,
-            Code::AlreadyExists => 409,
-            Code::ResourceExhausted => 429,
-            Code::Cancelled => 499,
-            Code::Internal => 500,
-            Code::Unimplemented => 501,
-            Code::Unavailable => 503,
-            Code::DeadlineExceeded => 504,
-        }
-    }
-
+    /// The google.rpc name (`INVALID_ARGUMENT`), the `status` of Google's error envelope.
     pub fn as_str(self) -> &'static str {
         match self {
             Code::InvalidArgument => "INVALID_ARGUMENT",

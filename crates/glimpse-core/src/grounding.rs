@@ -58,18 +58,11 @@ impl BoxConvention {
     /// A native box → Gemini's [ymin, xmin, ymax, xmax] on 0–1000, clamped and ordered.
     pub fn to_gemini(self, native: [f64; 4], image: ImageGeometry) -> [i64; 4] {
         let [a, b, c, d] = native;
-        let (ymin, xmin, ymax, xmax) = match self {
-            BoxConvention::Gemini => (a, b, c, d),
-            BoxConvention::QwenInputPixels => {
-                let (w, h) = (image.model_input.0.max(1) as f64, image.model_input.1.max(1) as f64);
-                (b / h * 1000.0, a / w * 1000.0, d / h * 1000.0, c / w * 1000.0)
-            }
-            BoxConvention::QwenThousandths => (b, a, d, c),
-        };
-        let grid = |v: f64| v.round().clamp(0.0, 1000.0) as i64;
-        let (y0, y1) = (grid(ymin.min(ymax)), grid(ymin.max(ymax)));
-        let (x0, x1) = (grid(xmin.min(xmax)), grid(xmin.max(xmax)));
-        [y0, x0, y1, x1]
+        match self {
+            BoxConvention::Gemini => on_grid([a, b, c, d]),
+            BoxConvention::QwenInputPixels => pixels_to_gemini_box(native, image.model_input),
+            BoxConvention::QwenThousandths => on_grid([b, a, d, c]),
+        }
     }
 
     /// The largest coordinate the family writes for `image`.
@@ -99,6 +92,19 @@ impl BoxConvention {
             }
         })
     }
+}
+
+/// [ymin, xmin, ymax, xmax] in thousandths → Gemini's integer box, clamped to 0–1000 and ordered.
+fn on_grid([ymin, xmin, ymax, xmax]: [f64; 4]) -> [i64; 4] {
+    let grid = |v: f64| v.round().clamp(0.0, 1000.0) as i64;
+    [grid(ymin.min(ymax)), grid(xmin.min(xmax)), grid(ymin.max(ymax)), grid(xmin.max(xmax))]
+}
+
+/// A box in pixels (x0, y0, x1, y1) of a `size` (width, height) image → Gemini's `box_2d`: the one conversion
+/// every backend's pixel boxes go through (the inverse of [`gemini_box_to_pixels`]).
+pub fn pixels_to_gemini_box([x0, y0, x1, y1]: [f64; 4], size: (u32, u32)) -> [i64; 4] {
+    let (w, h) = (size.0.max(1) as f64, size.1.max(1) as f64);
+    on_grid([y0 / h * 1000.0, x0 / w * 1000.0, y1 / h * 1000.0, x1 / w * 1000.0])
 }
 
 /// A Gemini box back to pixels of the original image: (x0, y0, x1, y1).

@@ -1,9 +1,10 @@
 //! Glimpse core: what a request means once the wire format is gone.
 //!
-//! The router turns Gemini (and later Interactions/OpenAI) JSON into the types here; backends turn them into
+//! The router turns Gemini, Interactions and OpenAI JSON into the types here; backends turn them into
 //! forward passes. Nothing in this crate knows HTTP or a particular engine, so every front door shares one
 //! validation path, one set of limits and one token accounting.
 
+pub mod answer;
 pub mod bundled;
 pub mod engine;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod output_schema;
 pub mod prompt;
 pub mod registry;
 
+pub use answer::{answer_events, collect, AnswerEvent};
 pub use bundled::bundled_model_dir;
 pub use engine::{Engine, FinishReason, GenerationEvent, GenerationStream, ModelInfo, PromptTokens, Usage};
 pub use error::{Code, GlimpseError};

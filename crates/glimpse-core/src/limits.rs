@@ -17,10 +17,3 @@ impl Default for RequestLimits {
         RequestLimits { max_inline_bytes: 20 * 1024 * 1024, max_images: 3600, image: ImageLimits::default() }
     }
 }
-
-impl RequestLimits {
-    /// The raw HTTP body cap: base64 inflates by 4/3, JSON and text need some room on top.
-    pub fn max_body_bytes(&self) -> usize {
-        self.max_inline_bytes / 3 * 4 + 4 * 1024 * 1024
-    }
-}

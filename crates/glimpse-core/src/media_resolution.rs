@@ -13,6 +13,9 @@ pub enum MediaResolution {
     UltraHigh,
 }
 
+/// The largest per-image token budget a request can ask for (`MEDIA_RESOLUTION_ULTRA_HIGH`).
+pub const MAX_TOKEN_BUDGET: u32 = 2240;
+
 impl MediaResolution {
     /// Accepts the proto enum names in any case, with or without the `MEDIA_RESOLUTION_` prefix (Interactions
     /// uses `low`/`high`), and the enum numbers.
@@ -36,7 +39,7 @@ impl MediaResolution {
             MediaResolution::Low => Some(280),
             MediaResolution::Medium => Some(560),
             MediaResolution::High => Some(1120),
-            MediaResolution::UltraHigh => Some(2240),
+            MediaResolution::UltraHigh => Some(MAX_TOKEN_BUDGET),
         }
     }
 }

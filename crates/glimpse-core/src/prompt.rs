@@ -55,6 +55,24 @@ impl Prompt {
         })
     }
 
+    /// The image a detection (or any single-image reading of a prompt) is about, with its index among
+    /// [`Prompt::images`]: the last image a user turn holds. Every backend answers boxes for this one.
+    pub fn subject_image(&self) -> Option<(usize, &ImageInput)> {
+        let mut index = 0;
+        let mut subject = None;
+        for turn in &self.turns {
+            for part in &turn.parts {
+                if let Part::Image(image) = part {
+                    if turn.role == Role::User {
+                        subject = Some((index, image));
+                    }
+                    index += 1;
+                }
+            }
+        }
+        subject
+    }
+
     /// The text of the last user turn (its text parts joined by spaces): what rule-based readings of a prompt
     /// (detection prompts, the toolkit's tasks) look at.
     pub fn last_user_text(&self) -> String {
@@ -122,4 +140,44 @@ pub struct GenerateRequest {
     pub prompt: Prompt,
     pub sampling: SamplingOptions,
     pub constraint: OutputConstraint,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{ImageLimits, ImageSource};
+
+    fn image(side: u32) -> Part {
+        let mut png = Vec::new();
+        image::RgbImage::new(side, side)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode");
+        Part::Image(ImageInput::new(ImageSource::probe(png, None, &ImageLimits::default()).expect("probe")))
+    }
+
+    fn turn(role: Role, parts: Vec<Part>) -> Turn {
+        Turn { role, parts }
+    }
+
+    fn subject_side(prompt: &Prompt) -> Option<(usize, u32)> {
+        prompt.subject_image().map(|(index, input)| (index, input.source.width()))
+    }
+
+    #[test]
+    fn the_subject_is_the_last_image_a_user_sent() {
+        let text = || Part::Text("boxes".into());
+        let plain = Prompt { turns: vec![turn(Role::User, vec![image(8), image(9), text()])], ..Default::default() };
+        assert_eq!(subject_side(&plain), Some((1, 9)));
+        // An image in a model turn after it, and a last user turn without one, change nothing.
+        let later = Prompt {
+            turns: vec![
+                turn(Role::User, vec![image(8), text()]),
+                turn(Role::Model, vec![image(10)]),
+                turn(Role::User, vec![text()]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(subject_side(&later), Some((0, 8)));
+        assert_eq!(subject_side(&Prompt { turns: vec![turn(Role::User, vec![text()])], ..Default::default() }), None);
+    }
 }

@@ -10,6 +10,11 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::metered::Metered;
 
+/// A model name as clients write it (`models/x`, `tunedModels/x` or `x`), without its collection prefix.
+pub fn bare_model_name(name: &str) -> &str {
+    name.strip_prefix("models/").or_else(|| name.strip_prefix("tunedModels/")).unwrap_or(name)
+}
+
 pub struct ModelRegistry {
     engines: Vec<Arc<dyn Engine>>,
     aliases: HashMap<String, usize>,
@@ -58,10 +63,7 @@ impl ModelRegistry {
 
     /// Resolves `models/x`, `tunedModels/x` or a bare `x`.
     pub fn resolve(&self, name: &str) -> Option<Arc<dyn Engine>> {
-        let bare = name
-            .strip_prefix("models/")
-            .or_else(|| name.strip_prefix("tunedModels/"))
-            .unwrap_or(name);
+        let bare = bare_model_name(name);
         if let Some(engine) = self.engines.iter().find(|e| e.info().id == bare) {
             return Some(engine.clone());
         }

@@ -257,7 +257,7 @@ impl FileStore {
             (None, _) => Some(format!(
                 "The file is not a supported image (PNG, JPEG, WEBP, HEIC or HEIF); declared type {mime_type}."
             )),
-            (Some(found), Some(declared)) if found != declared && !(found.is_heif_family() && declared.is_heif_family()) => {
+            (Some(found), Some(declared)) if !found.fulfils(declared) => {
                 Some(format!("The file was declared as {declared} but its bytes are {found}."))
             }
             _ => None,

@@ -1,5 +1,5 @@
 //! API keys. Each key is a project: files and stored interactions are visible only to the key that made
-//! them. Keys come from `x-goog-api-key`, `?key=` or `Authorization: Bearer` (spec §1.3).
+//! them. Keys come from `x-goog-api-key`, `?key=` or `Authorization: Bearer` (docs/gemini-api.md §1.3).
 //!
 //! "Open" mode accepts any key (for local use); it still keeps each key's files apart, and a request without
 //! a key gets the shared project `local`.
@@ -193,9 +193,9 @@ mod tests {
     fn missing_and_unknown_keys_get_googles_errors() {
         let auth = Auth::with_keys(["alpha".to_string()]);
         let missing = auth.authenticate(&HeaderMap::new(), None).unwrap_err();
-        assert_eq!((missing.http_status, missing.status), (403, "PERMISSION_DENIED"));
+        assert_eq!((missing.http_status, missing.code), (403, Code::PermissionDenied));
         let wrong = auth.authenticate(&headers(&[("x-goog-api-key", "nope")]), None).unwrap_err();
-        assert_eq!((wrong.http_status, wrong.status), (400, "INVALID_ARGUMENT"));
+        assert_eq!((wrong.http_status, wrong.code), (400, Code::InvalidArgument));
         assert_eq!(wrong.to_json()["error"]["details"][0]["reason"], "API_KEY_INVALID");
     }
 

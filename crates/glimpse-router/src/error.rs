@@ -12,10 +12,35 @@ use serde_json::json;
 
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 
+/// The HTTP status of each canonical code (the one place Glimpse maps codes to HTTP).
+pub fn http_status(code: Code) -> u16 {
+    match code {
+        Code::InvalidArgument | Code::FailedPrecondition => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists => 409,
+        Code::ResourceExhausted => 429,
+        Code::Cancelled => 499,
+        Code::Internal => 500,
+        Code::Unimplemented => 501,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+    }
+}
+
+/// What a failure is beyond its code, for surfaces that name it (the Interactions API's `model_not_found`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    ModelNotFound,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
+    pub code: Code,
+    /// Usually `http_status(code)`; 413 and 405 keep their own status with Google's code.
     pub http_status: u16,
-    pub status: &'static str,
+    pub reason: Option<Reason>,
     pub message: String,
     /// `google.rpc` detail objects (e.g. `ErrorInfo`), omitted when empty.
     pub details: Vec<serde_json::Value>,
@@ -23,7 +48,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ApiError { http_status: code.http_status(), status: code.as_str(), message: message.into(), details: Vec::new() }
+        ApiError { code, http_status: http_status(code), reason: None, message: message.into(), details: Vec::new() }
+    }
+
+    pub fn model_not_found(message: impl Into<String>) -> Self {
+        ApiError { reason: Some(Reason::ModelNotFound), ..ApiError::new(Code::NotFound, message) }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -34,15 +63,13 @@ impl ApiError {
     pub fn body_too_large(limit: usize) -> Self {
         ApiError {
             http_status: 413,
-            status: Code::InvalidArgument.as_str(),
-            message: format!("Request payload size exceeds the limit: {limit} bytes."),
-            details: Vec::new(),
+            ..ApiError::new(Code::InvalidArgument, format!("Request payload size exceeds the limit: {limit} bytes."))
         }
     }
 
     /// The envelope as JSON, also used for `data: {"error":…}` events mid-stream.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut error = json!({"code": self.http_status, "message": self.message, "status": self.status});
+        let mut error = json!({"code": self.http_status, "message": self.message, "status": self.code.as_str()});
         if !self.details.is_empty() {
             error["details"] = json!(self.details);
         }
@@ -152,13 +179,13 @@ mod tests {
     fn an_internal_failure_answers_without_its_backtrace() {
         let err = GlimpseError::Engine("shape mismatch in cat\n   0: candle_core::error::Error::bt\n".into());
         let api = ApiError::from(err);
-        assert_eq!((api.http_status, api.status, api.message.as_str()), (500, "INTERNAL", "shape mismatch in cat (request id -)"));
+        assert_eq!((api.http_status, api.code, api.message.as_str()), (500, Code::Internal, "shape mismatch in cat (request id -)"));
     }
 
     #[test]
     fn a_storage_failure_answers_without_its_detail() {
         let api = ApiError::from(GlimpseError::Storage("reading /srv/glimpse/blobs/k1/abc: No such file".into()));
-        assert_eq!((api.http_status, api.status), (500, "INTERNAL"));
+        assert_eq!((api.http_status, api.code), (500, Code::Internal));
         assert!(!api.message.contains("/srv"), "{}", api.message);
         assert!(api.message.contains("file storage failed"), "{}", api.message);
     }

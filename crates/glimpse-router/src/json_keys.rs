@@ -73,16 +73,14 @@ fn normalize_schema(value: &mut Value) {
     }
 }
 
-/// Used by tests and by callers that need a fresh map.
-pub fn normalized(mut value: Value) -> Value {
-    normalize_gemini(&mut value);
-    value
-}
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn normalized(mut value: Value) -> Value {
+        normalize_gemini(&mut value);
+        value
+    }
     use serde_json::json;
 
     #[test]

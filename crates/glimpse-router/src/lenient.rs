@@ -1,4 +1,4 @@
-//! Lenient scalar parsing (spec §1.4): integers as `40`, `40.0` or `"40"`; floats as numbers or strings;
+//! Lenient scalar parsing (docs/gemini-api.md §1.4): integers as `40`, `40.0` or `"40"`; floats as numbers or strings;
 //! base64 in the standard or URL-safe alphabet, padded or not.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -44,6 +44,24 @@ pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
 
 pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     Option::<NumberOrString>::deserialize(d)?.map(to_f64::<D::Error>).transpose()
+}
+
+/// A number field of another API's request (`temperature`, `top_k`…) read the same lenient way, its error named
+/// after the field as that API's client wrote it. `read` is one of the `opt_*` functions above.
+pub fn field<T>(
+    value: Option<&serde_json::Value>,
+    name: &str,
+    read: fn(serde_json::Value) -> Result<Option<T>, serde_json::Error>,
+) -> Result<Option<T>, glimpse_core::GlimpseError> {
+    match value.filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => read(v.clone()).map_err(|e| glimpse_core::GlimpseError::invalid(format!("{name}: {e}"))),
+    }
+}
+
+/// A list of strings (`stop`, `stop_sequences`); `None` when the items are not all strings.
+pub fn strings(items: &[serde_json::Value]) -> Option<Vec<String>> {
+    items.iter().map(|s| s.as_str().map(str::to_string)).collect()
 }
 
 const LENIENT: GeneralPurposeConfig =

@@ -1,22 +1,25 @@
-//! Glimpse's HTTP front door: the Gemini wire format on `v1`, `v1beta` and `v1alpha`.
+//! Glimpse's HTTP front door on `v1`, `v1beta` and `v1alpha`: the Gemini API (models, File API), the
+//! Interactions API and the OpenAI-compatible layer, plus the operator's endpoints.
 //!
-//! Handlers parse leniently (spec §1.4), convert to `glimpse_core` types, call the engine, and map every
-//! failure once through [`error::ApiError`] to Google's error envelope.
+//! Handlers parse leniently (snake_case or camelCase keys, numbers as strings, as the SDKs send them), convert
+//! to `glimpse_core` types, call the engine, and map every failure once through [`error::ApiError`] to
+//! Google's error envelope.
 
 pub mod auth;
-pub mod body;
-pub mod error;
-pub mod files;
-pub mod gemini;
-pub mod interactions;
-pub mod json_keys;
-pub mod lenient;
+mod body;
+mod error;
+mod files;
+mod gemini;
+mod http;
+mod interactions;
+mod json_keys;
+mod lenient;
 pub mod observability;
-pub mod openai;
-pub mod playground;
-pub mod remote_media;
-pub mod request_id;
-pub mod sse;
+mod openai;
+mod playground;
+mod remote_media;
+mod request_id;
+mod sse;
 
 use std::sync::Arc;
 
@@ -72,5 +75,6 @@ pub fn app(state: AppState) -> Router {
     app.merge(observability::routes().with_state(state.clone()))
         .fallback(error::not_found_route)
         .layer(middleware::from_fn(error::google_envelope))
+        .layer(request_id::trace_layer())
         .layer(middleware::from_fn(request_id::assign))
 }

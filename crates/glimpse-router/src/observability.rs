@@ -17,7 +17,7 @@ use axum::Router;
 use glimpse_core::Code;
 
 use crate::error::ApiError;
-use crate::gemini::json_response;
+use crate::http::json_response;
 use crate::AppState;
 
 /// Renders the metrics for `/metrics` (the Prometheus recorder's handle, installed by the binary).

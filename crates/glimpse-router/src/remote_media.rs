@@ -1,4 +1,4 @@
-//! Images a request names instead of carrying: `fileData.fileUri` / Interactions `uri` (spec §2.3).
+//! Images a request names instead of carrying: `fileData.fileUri` / Interactions `uri` (docs/gemini-api.md §2.3).
 //! `files/{id}` or any URI whose path ends in `/files/{id}` is a File API file of the caller's project;
 //! another http(s) URL is fetched (when the server allows fetching); `gs://` and the rest are refused.
 

@@ -40,7 +40,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(producer(SseSender { tx }));
+    tokio::spawn(crate::request_id::carried(producer(SseSender { tx })));
     Sse::new(rx.map(Ok::<_, Infallible>)).into_response()
 }
 

@@ -69,6 +69,12 @@ impl ImageFormat {
         matches!(self, ImageFormat::Heic | ImageFormat::Heif)
     }
 
+    /// Whether bytes found to be `self` are what a client declaring `declared` sent: the same format, or both
+    /// of the HEIF family. The one rule for inline data and for uploaded files.
+    pub fn fulfils(self, declared: ImageFormat) -> bool {
+        self == declared || (self.is_heif_family() && declared.is_heif_family())
+    }
+
     fn raster(&self) -> Option<image::ImageFormat> {
         match self {
             ImageFormat::Png => Some(image::ImageFormat::Png),

@@ -68,7 +68,7 @@ impl ImageSource {
         let actual = sniff(&bytes).ok_or_else(|| MediaError::Undecodable(UNRECOGNISED.into()))?;
         let format = match declared {
             None => actual,
-            Some(d) if d == actual || (d.is_heif_family() && actual.is_heif_family()) => d,
+            Some(d) if actual.fulfils(d) => d,
             Some(d) => return Err(MediaError::MimeMismatch { declared: d.mime(), actual: actual.mime() }),
         };
         let (width, height, orientation, jpeg) = guarded(format, || header(&bytes, format, limits))?;

@@ -1,4 +1,4 @@
-//! The File API: resumable (and multipart / raw) upload, list, get, delete (spec §4).
+//! The File API: resumable (and multipart / raw) upload, list, get, delete, as the SDKs' `files` clients call it.
 
 mod resource;
 mod upload;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::gemini::{check_version, json_response};
+use crate::http::{json_response, page_size, page_token, ApiVersion};
 use crate::AppState;
 
 pub use resource::file_json;
@@ -31,6 +31,12 @@ pub fn routes() -> Router<AppState> {
 /// The upload route, kept apart: its continuations authenticate by upload id ([`crate::auth::upload_caller`]).
 pub fn upload_routes() -> Router<AppState> {
     Router::new().route("/upload/{version}/files", post(upload::upload))
+}
+
+/// The `{id}` segment (`id` or `id:method`).
+#[derive(serde::Deserialize)]
+struct FilePath {
+    id: String,
 }
 
 fn store(state: &AppState) -> Result<&FileStore, ApiError> {
@@ -53,17 +59,11 @@ pub fn api_base(state: &AppState, headers: &HeaderMap) -> String {
 async fn list_files(
     State(state): State<AppState>,
     caller: Caller,
-    Path(version): Path<String>,
+    ApiVersion(version): ApiVersion,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&version)?;
-    let page_size = match query.get("pageSize").or_else(|| query.get("page_size")) {
-        Some(s) => Some(s.trim().parse::<f64>().map_err(|_| ApiError::invalid(format!("Invalid pageSize: {s}")))? as u32),
-        None => None,
-    };
-    let token = query.get("pageToken").or_else(|| query.get("page_token")).map(String::as_str);
-    let (files, next) = store(&state)?.list(&caller.project, page_size, token).await?;
+    let (files, next) = store(&state)?.list(&caller.project, page_size(&query)?, page_token(&query)).await?;
     let base = api_base(&state, &headers);
     let mut body = json!({});
     if !files.is_empty() {
@@ -87,10 +87,10 @@ fn file_id(raw: &str) -> Result<&str, ApiError> {
 async fn get_file(
     State(state): State<AppState>,
     caller: Caller,
-    Path((version, id)): Path<(String, String)>,
+    ApiVersion(version): ApiVersion,
+    Path(FilePath { id }): Path<FilePath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&version)?;
     let file = store(&state)?.get(&caller.project, file_id(&id)?).await?;
     Ok(json_response(&file_json(&file, &api_base(&state, &headers), &version)))
 }
@@ -99,15 +99,14 @@ async fn get_file(
 async fn delete_file(
     State(state): State<AppState>,
     caller: Caller,
-    Path((version, id)): Path<(String, String)>,
+    ApiVersion(_): ApiVersion,
+    Path(FilePath { id }): Path<FilePath>,
 ) -> Result<Response, ApiError> {
-    check_version(&version)?;
     store(&state)?.delete(&caller.project, file_id(&id)?).await?;
     Ok(json_response(&json!({})))
 }
 
 /// `POST /{v}/files` (metadata only) makes a file without bytes, which is useless for images.
-async fn create_metadata_only(Path(version): Path<String>) -> Result<Response, ApiError> {
-    check_version(&version)?;
+async fn create_metadata_only(ApiVersion(_): ApiVersion) -> Result<Response, ApiError> {
     Err(GlimpseError::invalid("Creating a file without content is not supported; upload it with /upload/{version}/files.").into())
 }

@@ -1,4 +1,4 @@
-//! The File resource (spec §4.3) as JSON.
+//! The File resource (docs/gemini-api.md §4.3) as JSON.
 
 use glimpse_files::record::rfc3339;
 use glimpse_files::{FileRecord, FileState};

@@ -1,5 +1,6 @@
 //! `POST /upload/{v}/files`: the resumable protocol both SDKs use (start, then `upload` / `upload, finalize`
-//! chunks at offsets on the returned URL), plus the one-request multipart and raw forms (spec §4.1–4.2).
+//! chunks at offsets on the returned URL), plus the one-request multipart and raw forms
+//! (docs/gemini-api.md §4.1–4.2).
 //!
 //! Every answer on this route carries `X-Goog-Upload-Status`: without it both SDKs retry a chunk three times.
 //! Errors say `final` so clients stop at once, except a wrong offset, after which the upload can go on.
@@ -19,7 +20,7 @@ use super::{api_base, file_json, store};
 use crate::auth::{Caller, UploadContinuation};
 use crate::body::{parse_gemini, read_limited};
 use crate::error::{ApiError, JSON_CONTENT_TYPE};
-use crate::gemini::check_version;
+use crate::http::check_version;
 use crate::{lenient, AppState};
 
 const STATUS: &str = "x-goog-upload-status";

@@ -10,8 +10,7 @@ use axum::Router;
 
 use crate::AppState;
 
-pub use convert::{convert_contents, convert_generate_request};
-pub(crate) use handlers::{check_version, json_response, resolve as resolve_engine};
+pub use convert::convert_generate_request;
 pub use types::GenerateContentRequest;
 
 pub fn routes() -> Router<AppState> {

@@ -1,11 +1,14 @@
-//! Interactions errors carry a lowercase string code (spec §5.8) instead of Google's numeric code + status;
-//! the same body is the payload of an `error` event in a stream.
+//! Interactions errors carry a lowercase string code (`{"error":{"code":"not_found","message":…}}`, as the
+//! google-genai SDK's `interactions` client reads them) instead of Google's numeric code + status; the same
+//! body is the payload of an `error` event in a stream.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, JSON_CONTENT_TYPE};
+use glimpse_core::Code;
+
+use crate::error::{ApiError, Reason, JSON_CONTENT_TYPE};
 
 pub struct InteractionError(pub ApiError);
 
@@ -18,20 +21,20 @@ impl<E: Into<ApiError>> From<E> for InteractionError {
 impl InteractionError {
     pub fn code(&self) -> &'static str {
         let err = &self.0;
-        match err.status {
-            "INVALID_ARGUMENT" => "invalid_request",
-            "FAILED_PRECONDITION" => "failed_precondition",
-            "UNAUTHENTICATED" => "authentication",
-            "PERMISSION_DENIED" => "permission_denied",
-            "NOT_FOUND" if err.message.contains("models/") => "model_not_found",
-            "NOT_FOUND" => "not_found",
-            "ALREADY_EXISTS" => "already_exists",
-            "RESOURCE_EXHAUSTED" => "quota_exceeded",
-            "CANCELLED" => "cancelled",
-            "UNIMPLEMENTED" => "unimplemented",
-            "UNAVAILABLE" => "service_unavailable",
-            "DEADLINE_EXCEEDED" => "deadline_exceeded",
-            _ => "api_error",
+        match err.code {
+            _ if err.reason == Some(Reason::ModelNotFound) => "model_not_found",
+            Code::InvalidArgument => "invalid_request",
+            Code::FailedPrecondition => "failed_precondition",
+            Code::Unauthenticated => "authentication",
+            Code::PermissionDenied => "permission_denied",
+            Code::NotFound => "not_found",
+            Code::AlreadyExists => "already_exists",
+            Code::ResourceExhausted => "quota_exceeded",
+            Code::Cancelled => "cancelled",
+            Code::Unimplemented => "unimplemented",
+            Code::Unavailable => "service_unavailable",
+            Code::DeadlineExceeded => "deadline_exceeded",
+            Code::Internal => "api_error",
         }
     }
 

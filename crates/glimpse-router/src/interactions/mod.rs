@@ -1,4 +1,4 @@
-//! The Interactions API (`/{v}/interactions`, spec §5).
+//! The Interactions API (`/{v}/interactions`), as google-genai's `client.interactions` calls it.
 //!
 //! A create request is translated into the equivalent generateContent request ([`translate`]) and goes through
 //! the same conversion, limits, File API / URL resolution and engine path; the answer is the `steps` schema,
@@ -19,14 +19,15 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Router;
 use axum::response::Response;
-use glimpse_core::engine::collect;
+use glimpse_core::collect;
 use glimpse_core::{GlimpseError, Usage};
 use glimpse_files::FileStore;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::body::{gemini_from_value, read_json_object};
-use crate::gemini::{check_version, convert_generate_request, json_response, resolve_engine};
+use crate::body::read_json_object;
+use crate::error::ApiError;
+use crate::http::{json_response, max_body_bytes, start_generation, ApiVersion};
 use crate::AppState;
 
 pub use error::InteractionError;
@@ -40,6 +41,12 @@ pub fn routes() -> Router<AppState> {
         .route("/{version}/interactions", post(create))
         .route("/{version}/interactions/{id}", get(fetch).delete(remove))
         .route("/{version}/interactions/{id}/cancel", post(cancel))
+}
+
+/// The `{id}` segment.
+#[derive(serde::Deserialize)]
+struct InteractionPath {
+    id: String,
 }
 
 /// Where a finished turn is stored: its project and its input steps (the output is added when known).
@@ -65,11 +72,11 @@ fn files(state: &AppState) -> Result<&Arc<FileStore>, GlimpseError> {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    Path(version): Path<String>,
+    version: Result<ApiVersion, ApiError>,
     body: Body,
 ) -> Result<Response, InteractionError> {
-    check_version(&version)?;
-    let object = &read_json_object(body, state.limits.max_body_bytes()).await?;
+    let ApiVersion(version) = version?;
+    let object = &read_json_object(body, max_body_bytes(&state.limits)).await?;
     let options = translate::options(object)?;
     let input = object.get("input").ok_or_else(|| GlimpseError::invalid("input is required."))?;
     let input = translate::input_steps(input)?;
@@ -78,10 +85,8 @@ async fn create(
         None => Vec::new(),
     };
     prompt_steps.extend(input.iter().cloned());
-    let request = gemini_from_value(translate::generate_request(object, &prompt_steps)?)?;
-    let engine = resolve_engine(&state, &options.model, &version, "interactions")?;
-    let generate = convert_generate_request(request, &state.limits, &state.remote_media(&caller)).await?;
-    let generation = engine.generate(generate).await?;
+    let request = translate::generate_request(object, &prompt_steps)?;
+    let (_, generation) = start_generation(&state, &caller, &options.model, &version, "interactions", request).await?;
     let head = InteractionHead::new(&options, object);
     let persist = match (options.store, &state.files) {
         (true, Some(files)) => Some(Persist { files: files.clone(), project: caller.project.clone(), input }),
@@ -126,8 +131,7 @@ async fn history(state: &AppState, caller: &Caller, id: &str) -> Result<Vec<Valu
     Ok(turns.into_iter().rev().flatten().collect())
 }
 
-async fn stored(state: &AppState, caller: &Caller, version: &str, id: &str) -> Result<Value, InteractionError> {
-    check_version(version)?;
+async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<Value, InteractionError> {
     let record = files(state)?.interaction(&caller.project, id).await?;
     let body = serde_json::from_str(&record.body)
         .map_err(|e| GlimpseError::Storage(format!("stored interaction {id} is unreadable: {e}")))?;
@@ -139,10 +143,12 @@ async fn stored(state: &AppState, caller: &Caller, version: &str, id: &str) -> R
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((version, id)): Path<(String, String)>,
+    version: Result<ApiVersion, ApiError>,
+    Path(InteractionPath { id }): Path<InteractionPath>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, InteractionError> {
-    let mut body = stored(&state, &caller, &version, &id).await?;
+    version?;
+    let mut body = stored(&state, &caller, &id).await?;
     if query.get("stream").is_some_and(|v| v == "true") {
         return Ok(stream::replay(body));
     }
@@ -158,9 +164,10 @@ async fn fetch(
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Path((version, id)): Path<(String, String)>,
+    version: Result<ApiVersion, ApiError>,
+    Path(InteractionPath { id }): Path<InteractionPath>,
 ) -> Result<Response, InteractionError> {
-    check_version(&version)?;
+    version?;
     files(&state)?.delete_interaction(&caller.project, &id).await?;
     Ok(json_response(&Map::new()))
 }
@@ -170,9 +177,11 @@ async fn remove(
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path((version, id)): Path<(String, String)>,
+    version: Result<ApiVersion, ApiError>,
+    Path(InteractionPath { id }): Path<InteractionPath>,
 ) -> Result<Response, InteractionError> {
-    let body = stored(&state, &caller, &version, &id).await?;
+    version?;
+    let body = stored(&state, &caller, &id).await?;
     Err(GlimpseError::FailedPrecondition(format!(
         "Interaction {id} is {} and cannot be cancelled: only background interactions can.",
         body["status"].as_str().unwrap_or("finished")

@@ -1,4 +1,4 @@
-//! The `Interaction` resource (spec §5.3): what create answers, what is stored, what GET returns.
+//! The `Interaction` resource (docs/gemini-api.md §5.3): what create answers, what is stored, what GET returns.
 
 use glimpse_core::{FinishReason, PromptTokens, Usage};
 use glimpse_files::record::{now_ms, rfc3339_seconds};

@@ -1,10 +1,10 @@
-//! `stream: true` (spec §5.5): `interaction.created`, `step.start`, `step.delta`…, `step.stop`,
+//! `stream: true`: `interaction.created`, `step.start`, `step.delta`…, `step.stop`,
 //! `interaction.completed`, then `data: [DONE]`; a failure after the stream started is an `error` event.
 
 use axum::response::sse::Event;
 use axum::response::Response;
 use futures::StreamExt;
-use glimpse_core::{GenerationEvent, GenerationStream, GlimpseError};
+use glimpse_core::{answer_events, AnswerEvent, GenerationStream, GlimpseError};
 use serde_json::{json, Value};
 
 use super::error::InteractionError;
@@ -32,7 +32,7 @@ impl Events {
     }
 }
 
-pub fn respond(head: InteractionHead, mut stream: GenerationStream, persist: Option<Persist>) -> Response {
+pub fn respond(head: InteractionHead, stream: GenerationStream, persist: Option<Persist>) -> Response {
     spawn_sse(move |sender| async move {
         let mut events = Events { sender, next_id: 0 };
         let created = json!({"interaction": head.json("in_progress", None, None)});
@@ -42,21 +42,20 @@ pub fn respond(head: InteractionHead, mut stream: GenerationStream, persist: Opt
             return;
         }
         let mut text = String::new();
+        let mut answer = std::pin::pin!(answer_events(stream));
         let (finish, usage) = loop {
-            match stream.next().await {
-                Some(Ok(GenerationEvent::Text(delta))) if delta.is_empty() => {}
-                Some(Ok(GenerationEvent::Text(delta))) => {
+            match answer.next().await {
+                Some(AnswerEvent::Delta(delta)) => {
                     text.push_str(&delta);
                     if !events.emit("step.delta", json!({"index": 0, "delta": {"type": "text", "text": delta}})).await {
                         return;
                     }
                 }
-                Some(Ok(GenerationEvent::Done { finish, usage })) => break (finish, usage),
-                Some(Err(e)) => return events.error(e).await,
-                None => return events.error(GlimpseError::Engine("the model stopped before finishing its answer".into())).await,
+                Some(AnswerEvent::Finished { finish, usage }) => break (finish, usage),
+                Some(AnswerEvent::Failed(e)) => return events.error(e).await,
+                None => return,
             }
         };
-        drop(stream);
         if !events.emit("step.stop", json!({"index": 0})).await {
             return;
         }

@@ -1,10 +1,14 @@
-//! Interactions request → generateContent request (spec §5.1–5.2): all five `input` forms, `image` items by
-//! `data` or `uri`, `system_instruction`, `generation_config` (and `config`, its alias for raw REST callers),
-//! `response_format` (current and legacy forms).
+//! Interactions request → generateContent request (docs/gemini-api.md §5.1–5.2): all five `input` forms,
+//! `image` items by `data` or `uri`, `system_instruction`, `generation_config` (and `config`, its alias for raw
+//! REST callers), `response_format` (current and legacy forms). The typed Gemini request is built directly, so
+//! every mistake is reported in the Interactions request's own terms.
 
 use glimpse_core::GlimpseError;
 use serde_json::{json, Map, Value};
 
+use crate::gemini::types::{Content, GenerateContentRequest, GenerationConfig, Part};
+use crate::http::bare_model_name;
+use crate::lenient;
 
 /// What a create request asks for besides the prompt itself.
 pub struct CreateOptions {
@@ -38,7 +42,7 @@ pub fn options(object: &Map<String, Value>) -> Result<CreateOptions, GlimpseErro
     let model = object
         .get("model")
         .and_then(Value::as_str)
-        .map(|m| m.strip_prefix("models/").unwrap_or(m).to_string())
+        .map(|m| bare_model_name(m).to_string())
         .ok_or_else(|| invalid("model is required."))?;
     let previous_interaction_id = match str_field(object, "previous_interaction_id", "previousInteractionId") {
         None => None,
@@ -105,91 +109,111 @@ fn content_item(item: &Value) -> Result<Value, GlimpseError> {
     }
 }
 
-/// The generateContent request (as Gemini JSON) for `steps` (history and this turn's input) and the create
-/// request's `system_instruction`, `generation_config` (or `config`) and `response_format`.
-pub fn generate_request(object: &Map<String, Value>, steps: &[Value]) -> Result<Value, GlimpseError> {
+/// The generateContent request for `steps` (history and this turn's input) and the create request's
+/// `system_instruction`, `generation_config` (or `config`) and `response_format`.
+pub fn generate_request(object: &Map<String, Value>, steps: &[Value]) -> Result<GenerateContentRequest, GlimpseError> {
     let contents = steps
         .iter()
         .map(|step| {
             let role = if step["type"] == "model_output" { "model" } else { "user" };
-            let empty = Vec::new();
-            let parts = step["content"].as_array().unwrap_or(&empty).iter().map(part).collect::<Result<Vec<_>, _>>()?;
-            Ok(json!({"role": role, "parts": parts}))
+            let items = step["content"].as_array().map(Vec::as_slice).unwrap_or_default();
+            Ok(Content::new(role, items.iter().map(part).collect::<Result<_, _>>()?))
         })
         .collect::<Result<Vec<_>, GlimpseError>>()?;
-    let mut request = Map::new();
-    request.insert("contents".into(), Value::Array(contents));
-    if let Some(system) = str_field(object, "system_instruction", "systemInstruction") {
-        let text = system.as_str().ok_or_else(|| invalid("system_instruction must be a string."))?;
-        request.insert("systemInstruction".into(), json!({"parts": [{"text": text}]}));
-    }
+    let system_instruction = match str_field(object, "system_instruction", "systemInstruction") {
+        None => None,
+        Some(Value::String(text)) => Some(Content::instruction(text.clone())),
+        Some(_) => return Err(invalid("system_instruction must be a string.")),
+    };
     let config = str_field(object, "generation_config", "generationConfig").or_else(|| object.get("config"));
-    let mut generation = generation_config(config)?;
-    response_format(object, &mut generation)?;
-    request.insert("generationConfig".into(), Value::Object(generation));
-    Ok(Value::Object(request))
+    let (response_mime_type, response_json_schema) = response_format(object)?;
+    let generation = GenerationConfig { response_mime_type, response_json_schema, ..generation_config(config)? };
+    Ok(GenerateContentRequest {
+        contents,
+        system_instruction,
+        generation_config: Some(generation),
+        ..GenerateContentRequest::default()
+    })
+}
+
+fn string_field(object: &Map<String, Value>, snake: &str, camel: &str) -> Result<Option<String>, GlimpseError> {
+    match str_field(object, snake, camel) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!("{snake} must be a string."))),
+    }
 }
 
 /// A content item → a Gemini part.
-fn part(item: &Value) -> Result<Value, GlimpseError> {
+fn part(item: &Value) -> Result<Part, GlimpseError> {
     let object = item.as_object().ok_or_else(|| invalid("Every content item must be an object."))?;
     let kind = object.get("type").and_then(Value::as_str).unwrap_or(if object.contains_key("text") { "text" } else { "" });
     match kind {
         "text" => {
             let text = object.get("text").and_then(Value::as_str).ok_or_else(|| invalid("A text item needs text."))?;
-            Ok(json!({"text": text}))
+            Ok(Part::text(text))
         }
         "image" => {
-            let mime = str_field(object, "mime_type", "mimeType").cloned();
-            let mut part = if let Some(data) = object.get("data") {
-                json!({"inlineData": {"data": data, "mimeType": mime}})
-            } else if let Some(uri) = object.get("uri") {
-                json!({"fileData": {"fileUri": uri, "mimeType": mime}})
-            } else {
-                return Err(invalid("An image item needs data or uri."));
+            let mime = string_field(object, "mime_type", "mimeType")?;
+            let part = match (object.get("data"), object.get("uri")) {
+                (Some(Value::String(data)), _) => {
+                    let mime = mime.ok_or_else(|| invalid("An image item with data needs its mime_type (e.g. image/png)."))?;
+                    Part::inline(mime, data.clone())
+                }
+                (Some(_), _) => return Err(invalid("An image item's data must be a base64 string.")),
+                (None, Some(Value::String(uri))) => Part::file(uri.clone(), mime),
+                (None, Some(_)) => return Err(invalid("An image item's uri must be a string.")),
+                (None, None) => return Err(invalid("An image item needs data or uri.")),
             };
-            if let Some(level) = object.get("resolution").and_then(Value::as_str) {
-                part["mediaResolution"] = json!({"level": level});
-            }
-            Ok(part)
+            Ok(part.at_resolution(string_field(object, "resolution", "resolution")?))
         }
         "document" | "audio" | "video" => Err(invalid(format!("{kind} input is not supported by this server: images and text only."))),
         other => Err(invalid(format!("Unsupported content type: {other:?}"))),
     }
 }
 
-fn generation_config(config: Option<&Value>) -> Result<Map<String, Value>, GlimpseError> {
-    let mut out = Map::new();
-    let Some(config) = config else { return Ok(out) };
+fn generation_config(config: Option<&Value>) -> Result<GenerationConfig, GlimpseError> {
+    let Some(config) = config else { return Ok(GenerationConfig::default()) };
     let config = config.as_object().ok_or_else(|| invalid("generation_config must be an object."))?;
-    for (snake, camel) in [
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("top_k", "topK"),
-        ("max_output_tokens", "maxOutputTokens"),
-        ("stop_sequences", "stopSequences"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-    ] {
-        if let Some(v) = str_field(config, snake, camel) {
-            out.insert(camel.into(), v.clone());
-        }
-    }
-    // thinking_level / thinking_summaries: Qwen2.5-VL has no thinking switch; accepted as a documented no-op.
-    Ok(out)
+    let number = |snake: &str, camel: &str| str_field(config, snake, camel);
+    let stop_sequences = match number("stop_sequences", "stopSequences") {
+        None => None,
+        Some(Value::Array(stops)) => Some(
+            lenient::strings(stops).ok_or_else(|| invalid("generation_config.stop_sequences must be a list of strings."))?,
+        ),
+        Some(_) => return Err(invalid("generation_config.stop_sequences must be a list of strings.")),
+    };
+    // thinking_level / thinking_summaries: the served families have no thinking switch; accepted as a no-op.
+    Ok(GenerationConfig {
+        temperature: lenient::field(number("temperature", "temperature"), "generation_config.temperature", lenient::opt_f64)?,
+        top_p: lenient::field(number("top_p", "topP"), "generation_config.top_p", lenient::opt_f64)?,
+        top_k: lenient::field(number("top_k", "topK"), "generation_config.top_k", lenient::opt_u32)?,
+        max_output_tokens: lenient::field(
+            number("max_output_tokens", "maxOutputTokens"),
+            "generation_config.max_output_tokens",
+            lenient::opt_u32,
+        )?,
+        seed: lenient::field(number("seed", "seed"), "generation_config.seed", lenient::opt_i64)?,
+        presence_penalty: lenient::field(
+            number("presence_penalty", "presencePenalty"),
+            "generation_config.presence_penalty",
+            lenient::opt_f64,
+        )?,
+        frequency_penalty: lenient::field(
+            number("frequency_penalty", "frequencyPenalty"),
+            "generation_config.frequency_penalty",
+            lenient::opt_f64,
+        )?,
+        stop_sequences,
+        ..GenerationConfig::default()
+    })
 }
 
 /// `response_format`: `{type:"text", mime_type, schema}` (or a list of them), or the legacy bare schema with
-/// `response_mime_type`.
-fn response_format(object: &Map<String, Value>, generation: &mut Map<String, Value>) -> Result<(), GlimpseError> {
-    let legacy_mime = str_field(object, "response_mime_type", "responseMimeType").and_then(Value::as_str);
-    let Some(format) = str_field(object, "response_format", "responseFormat") else {
-        if let Some(mime) = legacy_mime {
-            generation.insert("responseMimeType".into(), json!(mime));
-        }
-        return Ok(());
-    };
+/// `response_mime_type`. Returns the response MIME type and JSON schema.
+fn response_format(object: &Map<String, Value>) -> Result<(Option<String>, Option<Value>), GlimpseError> {
+    let legacy_mime = string_field(object, "response_mime_type", "responseMimeType")?;
+    let Some(format) = str_field(object, "response_format", "responseFormat") else { return Ok((legacy_mime, None)) };
     let format = match format {
         Value::Array(items) if items.len() == 1 => &items[0],
         Value::Array(_) => return Err(invalid("Only one response_format is supported.")),
@@ -198,37 +222,28 @@ fn response_format(object: &Map<String, Value>, generation: &mut Map<String, Val
     let format = format.as_object().ok_or_else(|| invalid("response_format must be an object."))?;
     match format.get("type").and_then(Value::as_str) {
         Some("text") => {
-            if let Some(mime) = str_field(format, "mime_type", "mimeType").and_then(Value::as_str) {
-                generation.insert("responseMimeType".into(), json!(mime));
-            }
-            if let Some(schema) = format.get("schema") {
-                generation.insert("responseJsonSchema".into(), schema.clone());
-                generation.entry("responseMimeType").or_insert(json!("application/json"));
+            let mime = string_field(format, "mime_type", "mimeType")?;
+            match format.get("schema") {
+                Some(schema) => Ok((mime.or_else(|| Some("application/json".into())), Some(schema.clone()))),
+                None => Ok((mime, None)),
             }
         }
         Some(other) if !format.contains_key("properties") => {
-            return Err(invalid(format!("response_format type {other:?} is not supported: this server answers with text.")));
+            Err(invalid(format!("response_format type {other:?} is not supported: this server answers with text.")))
         }
-        _ => {
-            // Legacy: the object is the JSON schema itself.
-            generation.insert("responseJsonSchema".into(), Value::Object(format.clone()));
-            generation.insert("responseMimeType".into(), json!(legacy_mime.unwrap_or("application/json")));
-        }
+        // Legacy: the object is the JSON schema itself.
+        _ => Ok((legacy_mime.or_else(|| Some("application/json".into())), Some(Value::Object(format.clone())))),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::gemini::GenerateContentRequest;
-
     fn translate(body: Value) -> Result<GenerateContentRequest, GlimpseError> {
         let object = body.as_object().unwrap();
         options(object)?;
-        let request = generate_request(object, &input_steps(&object["input"])?)?;
-        Ok(crate::body::gemini_from_value(request).unwrap())
+        generate_request(object, &input_steps(&object["input"])?)
     }
 
     fn parts_of(body: Value) -> Vec<Value> {
@@ -300,5 +315,16 @@ mod tests {
         ] {
             assert_eq!(translate(body.clone()).err().unwrap().code(), code, "{body}");
         }
+    }
+
+    #[test]
+    fn mistakes_are_named_in_the_interactions_terms() {
+        let message = |body: Value| translate(body).err().unwrap().to_string();
+        let no_mime = json!({"model": "m", "input": [{"type": "image", "data": "iVBORw0KGgo="}]});
+        assert_eq!(message(no_mime), "An image item with data needs its mime_type (e.g. image/png).");
+        let hot = json!({"model": "m", "input": "x", "generation_config": {"temperature": "hot"}});
+        assert_eq!(message(hot), "generation_config.temperature: 'hot' is not a number");
+        let stops = json!({"model": "m", "input": "x", "generation_config": {"stop_sequences": [1]}});
+        assert_eq!(message(stops), "generation_config.stop_sequences must be a list of strings.");
     }
 }

@@ -1,6 +1,7 @@
-//! OpenAI compatibility (`/{v}/openai/`, spec §6): chat completions (unary and streamed) and the model list,
-//! on the same engine, media pipeline and limits as generateContent. Errors keep Google's envelope, which the
-//! OpenAI SDK reads (`error.message`) and classifies by HTTP status.
+//! OpenAI compatibility (`/{v}/openai/`, as Google's OpenAI-compatible endpoint and the `openai` SDK use it):
+//! chat completions (unary and streamed) and the model list, on the same engine, media pipeline and limits as
+//! generateContent. Errors keep Google's envelope, which the OpenAI SDK reads (`error.message`) and classifies
+//! by HTTP status.
 
 mod translate;
 
@@ -11,14 +12,14 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
-use glimpse_core::engine::collect;
-use glimpse_core::{Code, FinishReason, GenerationEvent, GenerationStream, GlimpseError, Usage};
+use glimpse_core::collect;
+use glimpse_core::{answer_events, AnswerEvent, FinishReason, GenerationStream, Usage};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::body::{gemini_from_value, read_json_object};
+use crate::body::read_json_object;
 use crate::error::ApiError;
-use crate::gemini::{check_version, convert_generate_request, json_response, resolve_engine};
+use crate::http::{bare_model_name, json_response, max_body_bytes, start_generation, ApiVersion};
 use crate::sse::{spawn_sse, SseSender};
 use crate::AppState;
 
@@ -64,16 +65,13 @@ impl Completion {
 async fn chat_completions(
     State(state): State<AppState>,
     caller: Caller,
-    Path(version): Path<String>,
+    ApiVersion(version): ApiVersion,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_version(&version)?;
-    let object = &read_json_object(body, state.limits.max_body_bytes()).await?;
+    let object = &read_json_object(body, max_body_bytes(&state.limits)).await?;
     let options = translate::options(object)?;
-    let gemini = gemini_from_value(translate::generate_request(object)?)?;
-    let engine = resolve_engine(&state, &options.model, &version, "chat.completions")?;
-    let generate = convert_generate_request(gemini, &state.limits, &state.remote_media(&caller)).await?;
-    let generation = engine.generate(generate).await?;
+    let gemini = translate::generate_request(object)?;
+    let (_, generation) = start_generation(&state, &caller, &options.model, &version, "chat.completions", gemini).await?;
     let completion = Completion {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         created: unix_seconds(),
@@ -99,16 +97,16 @@ fn unix_seconds() -> i64 {
 /// `data: {chunk}` events: the role first, then text deltas, a chunk with `finish_reason`, the usage chunk
 /// (`choices: []`) when asked for, and `data: [DONE]`. A failure mid-stream is a `data: {"error":…}` event,
 /// which the SDK raises.
-async fn stream_chunks(completion: Completion, mut stream: GenerationStream, include_usage: bool, mut sender: SseSender) {
+async fn stream_chunks(completion: Completion, stream: GenerationStream, include_usage: bool, mut sender: SseSender) {
     let event = |value: Value| Event::default().data(value.to_string());
     if !sender.send(event(completion.chunk(json!({"role": "assistant", "content": ""}), None))).await {
         return;
     }
-    loop {
-        let value = match stream.next().await {
-            Some(Ok(GenerationEvent::Text(delta))) if delta.is_empty() => continue,
-            Some(Ok(GenerationEvent::Text(delta))) => completion.chunk(json!({"content": delta}), None),
-            Some(Ok(GenerationEvent::Done { finish, usage })) => {
+    let mut answer = std::pin::pin!(answer_events(stream));
+    while let Some(answer_event) = answer.next().await {
+        let value = match answer_event {
+            AnswerEvent::Delta(delta) => completion.chunk(json!({"content": delta}), None),
+            AnswerEvent::Finished { finish, usage } => {
                 if !sender.send(event(completion.chunk(json!({}), Some(finish)))).await {
                     return;
                 }
@@ -122,13 +120,8 @@ async fn stream_chunks(completion: Completion, mut stream: GenerationStream, inc
                 sender.done().await;
                 return;
             }
-            Some(Err(e)) => {
+            AnswerEvent::Failed(e) => {
                 sender.send(event(ApiError::from(e).to_json())).await;
-                return;
-            }
-            None => {
-                let err = GlimpseError::Engine("the model stopped before finishing its answer".into());
-                sender.send(event(ApiError::from(err).to_json())).await;
                 return;
             }
         };
@@ -138,23 +131,31 @@ async fn stream_chunks(completion: Completion, mut stream: GenerationStream, inc
     }
 }
 
+/// The `{*id}` segment (`x` or `models/x`).
+#[derive(serde::Deserialize)]
+struct ModelIdPath {
+    id: String,
+}
+
 fn model_json(id: &str) -> Value {
     json!({"id": format!("models/{id}"), "object": "model", "created": 0, "owned_by": "glimpse"})
 }
 
 /// `GET /{v}/openai/models`: every model id and alias.
-async fn list_models(State(state): State<AppState>, Path(version): Path<String>) -> Result<Response, ApiError> {
-    check_version(&version)?;
+async fn list_models(State(state): State<AppState>, ApiVersion(_): ApiVersion) -> Result<Response, ApiError> {
     let data: Vec<Value> = state.registry.names().iter().map(|(name, _)| model_json(name)).collect();
     Ok(json_response(&json!({"object": "list", "data": data})))
 }
 
 /// `GET /{v}/openai/models/{id}` (with or without `models/`).
-async fn get_model(State(state): State<AppState>, Path((version, id)): Path<(String, String)>) -> Result<Response, ApiError> {
-    check_version(&version)?;
-    let bare = id.strip_prefix("models/").unwrap_or(&id);
+async fn get_model(
+    State(state): State<AppState>,
+    ApiVersion(_): ApiVersion,
+    Path(ModelIdPath { id }): Path<ModelIdPath>,
+) -> Result<Response, ApiError> {
+    let bare = bare_model_name(&id);
     if state.registry.resolve(bare).is_none() {
-        return Err(ApiError::new(Code::NotFound, format!("Model {bare} is not served here.")));
+        return Err(ApiError::model_not_found(format!("Model {bare} is not served here.")));
     }
     Ok(json_response(&model_json(bare)))
 }

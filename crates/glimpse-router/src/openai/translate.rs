@@ -1,8 +1,13 @@
-//! OpenAI chat completion request → Gemini generateContent request (spec §6.1), as JSON that then goes
-//! through the same typed parsing, conversion and limits as a Gemini body.
+//! OpenAI chat completion request → Gemini generateContent request (docs/gemini-api.md §6.1), built as the typed
+//! request the Gemini surface parses, so it goes through the same conversion and limits; every mistake is
+//! reported in the OpenAI request's own terms.
 
 use glimpse_core::GlimpseError;
 use serde_json::{json, Map, Value};
+
+use crate::gemini::types::{Content, GenerateContentRequest, GenerationConfig, Part};
+use crate::http::bare_model_name;
+use crate::lenient;
 
 pub struct ChatOptions {
     pub model: String,
@@ -26,11 +31,11 @@ pub fn options(request: &Map<String, Value>) -> Result<ChatOptions, GlimpseError
         Some(_) => return Err(invalid("stream must be a boolean.")),
     };
     let include_usage = request.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
-    Ok(ChatOptions { model: model.strip_prefix("models/").unwrap_or(model).to_string(), stream, include_usage })
+    Ok(ChatOptions { model: bare_model_name(model).to_string(), stream, include_usage })
 }
 
-/// The Gemini request JSON for a chat completion request.
-pub fn generate_request(request: &Map<String, Value>) -> Result<Value, GlimpseError> {
+/// The Gemini request for a chat completion request.
+pub fn generate_request(request: &Map<String, Value>) -> Result<GenerateContentRequest, GlimpseError> {
     let messages = match request.get("messages") {
         Some(Value::Array(messages)) if !messages.is_empty() => messages,
         _ => return Err(invalid("messages must be a non-empty list.")),
@@ -42,13 +47,13 @@ pub fn generate_request(request: &Map<String, Value>) -> Result<Value, GlimpseEr
         let content = message.get("content").unwrap_or(&Value::Null);
         match role {
             "system" | "developer" => system.push(text_of(content, index)?),
-            "user" => contents.push(json!({"role": "user", "parts": parts(content, index)?})),
+            "user" => contents.push(Content::new("user", parts(content, index)?)),
             "assistant" => {
                 if message.get("tool_calls").is_some_and(|c| !c.is_null()) {
                     return Err(invalid("Tool calls are not supported by this server."));
                 }
                 if !content.is_null() {
-                    contents.push(json!({"role": "model", "parts": [{"text": text_of(content, index)?}]}));
+                    contents.push(Content::new("model", vec![Part::text(text_of(content, index)?)]));
                 }
             }
             "tool" | "function" => return Err(invalid("Tool messages are not supported by this server.")),
@@ -58,16 +63,18 @@ pub fn generate_request(request: &Map<String, Value>) -> Result<Value, GlimpseEr
     if request.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
         return Err(invalid("Tools are not supported by this server."));
     }
-    let mut gemini = Map::new();
-    gemini.insert("contents".into(), Value::Array(contents));
-    if !system.is_empty() {
-        gemini.insert("systemInstruction".into(), json!({"parts": [{"text": system.join("\n")}]}));
-    }
-    gemini.insert("generationConfig".into(), Value::Object(generation_config(request)?));
-    if let Some(cached) = google_extras(request).and_then(|g| g.get("cached_content")) {
-        gemini.insert("cachedContent".into(), cached.clone());
-    }
-    Ok(Value::Object(gemini))
+    let cached_content = match google_extras(request).and_then(|g| g.get("cached_content")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name.clone()),
+        Some(_) => return Err(invalid("extra_body.google.cached_content must be a string.")),
+    };
+    Ok(GenerateContentRequest {
+        contents,
+        system_instruction: (!system.is_empty()).then(|| Content::instruction(system.join("\n"))),
+        generation_config: Some(generation_config(request)?),
+        cached_content,
+        ..GenerateContentRequest::default()
+    })
 }
 
 /// A system or assistant message's text: a string or a list of text parts.
@@ -87,9 +94,9 @@ fn text_of(content: &Value, index: usize) -> Result<String, GlimpseError> {
 }
 
 /// A user message's parts: text and `image_url` (data URL or http(s) URL).
-fn parts(content: &Value, index: usize) -> Result<Vec<Value>, GlimpseError> {
+fn parts(content: &Value, index: usize) -> Result<Vec<Part>, GlimpseError> {
     let items = match content {
-        Value::String(text) => return Ok(vec![json!({"text": text})]),
+        Value::String(text) => return Ok(vec![Part::text(text.as_str())]),
         Value::Array(items) if !items.is_empty() => items,
         _ => return Err(invalid(format!("messages[{index}].content must be a string or a non-empty list of parts."))),
     };
@@ -99,7 +106,7 @@ fn parts(content: &Value, index: usize) -> Result<Vec<Value>, GlimpseError> {
             Some("text") => item
                 .get("text")
                 .and_then(Value::as_str)
-                .map(|text| json!({"text": text}))
+                .map(Part::text)
                 .ok_or_else(|| invalid(format!("messages[{index}]: a text part needs text."))),
             Some("image_url") => image_part(item.get("image_url").unwrap_or(&Value::Null), index),
             Some(other @ ("input_audio" | "file")) => {
@@ -110,7 +117,7 @@ fn parts(content: &Value, index: usize) -> Result<Vec<Value>, GlimpseError> {
         .collect()
 }
 
-fn image_part(image: &Value, index: usize) -> Result<Value, GlimpseError> {
+fn image_part(image: &Value, index: usize) -> Result<Part, GlimpseError> {
     // Some clients send the URL as a bare string.
     let (url, detail) = match image {
         Value::String(url) => (url.as_str(), None),
@@ -120,26 +127,26 @@ fn image_part(image: &Value, index: usize) -> Result<Value, GlimpseError> {
         ),
         _ => ("", None),
     };
-    let mut part = if let Some(data_url) = url.strip_prefix("data:") {
+    let part = if let Some(data_url) = url.strip_prefix("data:") {
         let (header, data) = data_url
             .split_once(',')
             .ok_or_else(|| invalid(format!("messages[{index}]: the image data URL has no ','.")))?;
         let mime = header
             .strip_suffix(";base64")
             .ok_or_else(|| invalid(format!("messages[{index}]: image data URLs must be base64 (data:<mime>;base64,…).")))?;
-        json!({"inlineData": {"mimeType": mime, "data": data}})
+        Part::inline(mime.to_string(), data.to_string())
     } else if url.starts_with("http://") || url.starts_with("https://") {
-        json!({"fileData": {"fileUri": url}})
+        Part::file(url.to_string(), None)
     } else {
         return Err(invalid(format!("messages[{index}]: image_url.url must be a data: URL or an http(s) URL.")));
     };
-    match detail {
-        Some("low") => part["mediaResolution"] = json!({"level": "MEDIA_RESOLUTION_LOW"}),
-        Some("high") => part["mediaResolution"] = json!({"level": "MEDIA_RESOLUTION_HIGH"}),
-        Some("auto") | None => {}
+    let level = match detail {
+        Some("low") => Some("MEDIA_RESOLUTION_LOW"),
+        Some("high") => Some("MEDIA_RESOLUTION_HIGH"),
+        Some("auto") | None => None,
         Some(other) => return Err(invalid(format!("image_url.detail must be low, high or auto, not {other:?}."))),
-    }
-    Ok(part)
+    };
+    Ok(part.at_resolution(level.map(str::to_string)))
 }
 
 /// Gemini's own options: `extra_body.google` (as the docs' Python examples send it) or a top-level `google`.
@@ -151,90 +158,82 @@ fn google_extras(request: &Map<String, Value>) -> Option<&Map<String, Value>> {
         .and_then(Value::as_object)
 }
 
-fn generation_config(request: &Map<String, Value>) -> Result<Map<String, Value>, GlimpseError> {
-    let mut config = Map::new();
+fn generation_config(request: &Map<String, Value>) -> Result<GenerationConfig, GlimpseError> {
     if let Some(n) = request.get("n").filter(|n| !n.is_null()) {
         if n.as_u64() != Some(1) {
             return Err(invalid("n must be 1: this server returns one choice."));
         }
     }
-    let max = request.get("max_completion_tokens").filter(|v| !v.is_null()).or_else(|| request.get("max_tokens"));
-    if let Some(max) = max.filter(|v| !v.is_null()) {
-        config.insert("maxOutputTokens".into(), max.clone());
-    }
-    for (openai, gemini) in [
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-    ] {
-        if let Some(v) = request.get(openai).filter(|v| !v.is_null()) {
-            config.insert(gemini.into(), v.clone());
-        }
-    }
-    match request.get("stop") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(stop)) => {
-            config.insert("stopSequences".into(), json!([stop]));
-        }
-        Some(stops @ Value::Array(_)) => {
-            config.insert("stopSequences".into(), stops.clone());
+    let (max_name, max) = match request.get("max_completion_tokens").filter(|v| !v.is_null()) {
+        Some(max) => ("max_completion_tokens", Some(max)),
+        None => ("max_tokens", request.get("max_tokens")),
+    };
+    let stop_sequences = match request.get("stop") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(stop)) => Some(vec![stop.clone()]),
+        Some(Value::Array(stops)) => {
+            Some(lenient::strings(stops).ok_or_else(|| invalid("stop must be a string or a list of strings."))?)
         }
         Some(_) => return Err(invalid("stop must be a string or a list of strings.")),
-    }
-    response_format(request, &mut config)?;
-    // Thinking: reasoning_effort or Gemini's thinking_config (not both), passed on as Gemini's thinkingConfig.
+    };
+    let (response_mime_type, response_json_schema) = response_format(request)?;
+    Ok(GenerationConfig {
+        max_output_tokens: lenient::field(max, max_name, lenient::opt_u32)?,
+        temperature: lenient::field(request.get("temperature"), "temperature", lenient::opt_f64)?,
+        top_p: lenient::field(request.get("top_p"), "top_p", lenient::opt_f64)?,
+        seed: lenient::field(request.get("seed"), "seed", lenient::opt_i64)?,
+        presence_penalty: lenient::field(request.get("presence_penalty"), "presence_penalty", lenient::opt_f64)?,
+        frequency_penalty: lenient::field(request.get("frequency_penalty"), "frequency_penalty", lenient::opt_f64)?,
+        stop_sequences,
+        response_mime_type,
+        response_json_schema,
+        thinking_config: thinking_config(request)?,
+        ..GenerationConfig::default()
+    })
+}
+
+/// Thinking: `reasoning_effort` or Gemini's `thinking_config` (not both), passed on as Gemini's thinkingConfig.
+fn thinking_config(request: &Map<String, Value>) -> Result<Option<Value>, GlimpseError> {
     let thinking = google_extras(request).and_then(|g| g.get("thinking_config")).cloned();
     match request.get("reasoning_effort").filter(|v| !v.is_null()) {
         Some(_) if thinking.is_some() => {
-            return Err(invalid("reasoning_effort and extra_body.google.thinking_config cannot both be set."));
+            Err(invalid("reasoning_effort and extra_body.google.thinking_config cannot both be set."))
         }
         Some(effort) => {
             let effort = effort.as_str().filter(|e| REASONING_EFFORTS.contains(e)).ok_or_else(|| {
                 invalid(format!("reasoning_effort must be one of {}.", REASONING_EFFORTS.join(", ")))
             })?;
-            let level = if effort == "none" { json!({"thinkingBudget": 0}) } else { json!({"thinkingLevel": effort}) };
-            config.insert("thinkingConfig".into(), level);
+            Ok(Some(if effort == "none" { json!({"thinkingBudget": 0}) } else { json!({"thinkingLevel": effort}) }))
         }
-        None => {
-            if let Some(thinking) = thinking {
-                config.insert("thinkingConfig".into(), thinking);
-            }
-        }
+        None => Ok(thinking),
     }
-    Ok(config)
 }
 
-/// `{"type":"text"}`, `{"type":"json_object"}` or `{"type":"json_schema","json_schema":{name, strict, schema}}`.
-fn response_format(request: &Map<String, Value>, config: &mut Map<String, Value>) -> Result<(), GlimpseError> {
-    let Some(format) = request.get("response_format").filter(|v| !v.is_null()) else { return Ok(()) };
+/// `{"type":"text"}`, `{"type":"json_object"}` or `{"type":"json_schema","json_schema":{name, strict, schema}}`:
+/// the response MIME type and JSON schema.
+fn response_format(request: &Map<String, Value>) -> Result<(Option<String>, Option<Value>), GlimpseError> {
+    let Some(format) = request.get("response_format").filter(|v| !v.is_null()) else { return Ok((None, None)) };
+    let json = Some("application/json".to_string());
     match format.get("type").and_then(Value::as_str) {
-        Some("text") => {}
-        Some("json_object") => {
-            config.insert("responseMimeType".into(), json!("application/json"));
-        }
+        Some("text") => Ok((None, None)),
+        Some("json_object") => Ok((json, None)),
         Some("json_schema") => {
             let schema = format
                 .get("json_schema")
                 .and_then(|s| s.get("schema"))
                 .ok_or_else(|| invalid("response_format.json_schema.schema is required."))?;
-            config.insert("responseMimeType".into(), json!("application/json"));
-            config.insert("responseJsonSchema".into(), schema.clone());
+            Ok((json, Some(schema.clone())))
         }
-        other => return Err(invalid(format!("response_format.type {other:?} is not one of text, json_object, json_schema."))),
+        other => Err(invalid(format!("response_format.type {other:?} is not one of text, json_object, json_schema."))),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gemini::GenerateContentRequest;
 
     fn translate(body: Value) -> Result<GenerateContentRequest, GlimpseError> {
-        let request = generate_request(body.as_object().unwrap())?;
-        Ok(crate::body::gemini_from_value(request).unwrap())
+        generate_request(body.as_object().unwrap())
     }
 
     #[test]
@@ -287,5 +286,17 @@ mod tests {
         ] {
             assert_eq!(translate(body.clone()).err().unwrap().code(), glimpse_core::Code::InvalidArgument, "{body}");
         }
+    }
+
+    #[test]
+    fn mistakes_are_named_in_the_openai_terms() {
+        let message = |extra: Value| {
+            let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            translate(body).err().unwrap().to_string()
+        };
+        assert_eq!(message(json!({"temperature": "hot"})), "temperature: 'hot' is not a number");
+        assert_eq!(message(json!({"max_completion_tokens": -3})), "max_completion_tokens: -3 is out of range");
+        assert_eq!(message(json!({"stop": ["a", 2]})), "stop must be a string or a list of strings.");
     }
 }

@@ -1,0 +1,34 @@
+//! The grounding adapter around a detection answer: the family's native boxes rewritten into Gemini's
+//! `box_2d`, and a mask per box when the prompt asks for segmentation.
+
+use std::sync::Arc;
+
+use glimpse_core::grounding::{self, BoxConvention, ImageGeometry, MaskModel};
+use glimpse_core::media::ImageSource;
+use glimpse_core::{GenerationStream, GlimpseError};
+
+pub(crate) fn no_mask_model() -> GlimpseError {
+    GlimpseError::FailedPrecondition(
+        "This prompt asks for segmentation masks, and this server has no mask model: start it with \
+         --mask-model <SAM or MobileSAM folder>, ask for boxes only (box_2d), or serve with --no-grounding to get \
+         the model's raw answer."
+            .into(),
+    )
+}
+
+/// The grounding adapter on a detection answer: native boxes → Gemini's, plus a mask per box from `masks`
+/// (run on a blocking thread: a SAM image encoder takes seconds on a CPU).
+pub(crate) fn to_gemini_detections(
+    stream: GenerationStream,
+    convention: BoxConvention,
+    geometry: ImageGeometry,
+    masks: Option<(Arc<dyn MaskModel>, Arc<ImageSource>)>,
+) -> GenerationStream {
+    grounding::buffer_and_convert(stream, move |text| async move {
+        let Some(answer) = grounding::to_gemini_answer(&text, convention, geometry) else { return Ok(text) };
+        let Some((model, source)) = masks else { return Ok(answer) };
+        tokio::task::spawn_blocking(move || grounding::add_masks(&answer, &source.decode()?, model.as_ref()))
+            .await
+            .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?
+    })
+}
