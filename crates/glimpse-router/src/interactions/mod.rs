@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
 use axum::response::Response;
@@ -26,7 +27,6 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::body::read_json_object;
-use crate::error::ApiError;
 use crate::http::{json_response, max_body_bytes, start_generation, ApiVersion};
 use crate::AppState;
 
@@ -41,6 +41,17 @@ pub fn routes() -> Router<AppState> {
         .route("/{version}/interactions", post(create))
         .route("/{version}/interactions/{id}", get(fetch).delete(remove))
         .route("/{version}/interactions/{id}/cancel", post(cancel))
+}
+
+/// The API version, refused in the Interactions error format.
+struct Version(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Version {
+    type Rejection = InteractionError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, InteractionError> {
+        Ok(Version(ApiVersion::from_request_parts(parts, state).await?.0))
+    }
 }
 
 /// The `{id}` segment.
@@ -72,10 +83,9 @@ fn files(state: &AppState) -> Result<&Arc<FileStore>, GlimpseError> {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    version: Result<ApiVersion, ApiError>,
+    Version(version): Version,
     body: Body,
 ) -> Result<Response, InteractionError> {
-    let ApiVersion(version) = version?;
     let object = &read_json_object(body, max_body_bytes(&state.limits)).await?;
     let options = translate::options(object)?;
     let input = object.get("input").ok_or_else(|| GlimpseError::invalid("input is required."))?;
@@ -143,11 +153,10 @@ async fn stored(state: &AppState, caller: &Caller, id: &str) -> Result<Value, In
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
-    version: Result<ApiVersion, ApiError>,
+    _: Version,
     Path(InteractionPath { id }): Path<InteractionPath>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, InteractionError> {
-    version?;
     let mut body = stored(&state, &caller, &id).await?;
     if query.get("stream").is_some_and(|v| v == "true") {
         return Ok(stream::replay(body));
@@ -164,10 +173,9 @@ async fn fetch(
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    version: Result<ApiVersion, ApiError>,
+    _: Version,
     Path(InteractionPath { id }): Path<InteractionPath>,
 ) -> Result<Response, InteractionError> {
-    version?;
     files(&state)?.delete_interaction(&caller.project, &id).await?;
     Ok(json_response(&Map::new()))
 }
@@ -177,10 +185,9 @@ async fn remove(
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    version: Result<ApiVersion, ApiError>,
+    _: Version,
     Path(InteractionPath { id }): Path<InteractionPath>,
 ) -> Result<Response, InteractionError> {
-    version?;
     let body = stored(&state, &caller, &id).await?;
     Err(GlimpseError::FailedPrecondition(format!(
         "Interaction {id} is {} and cannot be cancelled: only background interactions can.",
