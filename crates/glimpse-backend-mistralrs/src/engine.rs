@@ -111,6 +111,7 @@ impl MistralRsEngine {
             family: folder.family.name().to_string(),
             input_token_limit: context,
             output_token_limit: options.max_output_tokens.min(context),
+            concurrency: options.max_num_seqs,
         };
         let inner = Inner {
             folder,

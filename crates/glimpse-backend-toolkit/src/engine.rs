@@ -40,6 +40,8 @@ impl ToolkitEngine {
             family: "toolkit".into(),
             input_token_limit: INPUT_TOKEN_LIMIT,
             output_token_limit: OUTPUT_TOKEN_LIMIT,
+            // Each answer is CPU-bound work of its own: one per core keeps them all busy, no more.
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             id,
         };
         ToolkitEngine { info, toolkit }

@@ -21,7 +21,9 @@ use glimpse_core::{
 use glimpse_backend_mistralrs::LoadOptions;
 use glimpse_fetch::{FetchConfig, Fetcher};
 use glimpse_files::{FileStore, FileStoreConfig};
+use glimpse_core::admission::AdmissionConfig;
 use glimpse_router::auth::Auth;
+use glimpse_router::body_budget::BodyBudget;
 use glimpse_router::AppState;
 use std::time::Duration;
 
@@ -141,6 +143,9 @@ struct ServeArgs {
     /// Decoded pixels allowed per image (decompression bombs are refused before decoding).
     #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
     max_image_pixels: u64,
+    /// Decoded pixels allowed for all images of one request together (read from their headers).
+    #[arg(long, default_value_t = RequestLimits::default().max_request_pixels)]
+    max_request_pixels: u64,
     #[command(flatten)]
     keys: KeyArgs,
     #[command(flatten)]
@@ -153,6 +158,44 @@ struct ServeArgs {
     public_url: Option<String>,
     #[command(flatten)]
     ops: OpsArgs,
+    #[command(flatten)]
+    admission: AdmissionArgs,
+}
+
+#[derive(Args)]
+struct AdmissionArgs {
+    /// Generations each model works on at once (default: what its engine batches: 16 sequences for a
+    /// vision-language model, one per core for the toolkit).
+    #[arg(long, env = "GLIMPSE_MAX_CONCURRENT")]
+    max_concurrent: Option<usize>,
+    /// Requests that may wait for a model beyond those it works on; more are answered 429 at once.
+    #[arg(long, env = "GLIMPSE_MAX_QUEUE", default_value_t = AdmissionConfig::default().max_queue)]
+    max_queue: usize,
+    /// Seconds a request may wait for its model before it is answered 429.
+    #[arg(long, env = "GLIMPSE_MAX_QUEUE_WAIT", default_value_t = AdmissionConfig::default().max_wait.as_secs_f64())]
+    max_queue_wait: f64,
+    /// Bytes of request bodies the server reads and works on at once; over it, 429 before the body is read
+    /// (default: a quarter of the machine's memory).
+    #[arg(long, env = "GLIMPSE_MAX_INFLIGHT_BYTES")]
+    max_inflight_bytes: Option<u64>,
+}
+
+impl AdmissionArgs {
+    fn config(&self) -> anyhow::Result<AdmissionConfig> {
+        anyhow::ensure!(
+            self.max_queue_wait.is_finite() && self.max_queue_wait >= 0.0,
+            "--max-queue-wait must be a number of seconds"
+        );
+        Ok(AdmissionConfig {
+            max_concurrent: self.max_concurrent,
+            max_queue: self.max_queue,
+            max_wait: Duration::from_secs_f64(self.max_queue_wait),
+        })
+    }
+
+    fn inflight_bytes(&self) -> u64 {
+        self.max_inflight_bytes.unwrap_or_else(|| ops::memory_bytes().map_or(2 << 30, |total| total / 4))
+    }
 }
 
 #[derive(Args)]
@@ -247,11 +290,13 @@ struct AskArgs {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let render_metrics = ops::install_metrics()?;
     let config = args.config.as_deref().map(config::ServeConfig::read).transpose()?;
-    let registry = models::registry(&args.model, &args.aliases, config.as_ref()).await?;
+    let admission = args.admission.config()?;
+    let registry = models::registry(&args.model, &args.aliases, config.as_ref(), admission).await?;
     let limits = RequestLimits {
         max_inline_bytes: args.max_inline_bytes,
         max_images: args.max_images,
         image: ImageLimits { max_pixels: args.max_image_pixels, ..ImageLimits::default() },
+        max_request_pixels: args.max_request_pixels,
     };
     let addrs = listen_addrs(&args.host, args.port).await?;
     let auth = auth(&args.keys, &addrs)?;
@@ -278,6 +323,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         path_prefix: args.path_prefix.trim_end_matches('/').to_string(),
         metrics: if args.ops.metrics_addr.is_some() { None } else { Some(render_metrics.clone()) },
         draining: Arc::default(),
+        body_budget: Some(BodyBudget::new(args.admission.inflight_bytes())),
     };
     if let Some(metrics_addr) = &args.ops.metrics_addr {
         ops::serve_ops(metrics_addr, AppState { metrics: Some(render_metrics), ..state.clone() }).await?;

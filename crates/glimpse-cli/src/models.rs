@@ -2,6 +2,7 @@
 //! for serve), `[[model]]` tables of a config file, `--alias ALIAS[=NAME]`, one shared mask model. With no
 //! model at all, the built-in toolkit answers.
 
+use glimpse_core::admission::AdmissionConfig;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -202,7 +203,12 @@ pub async fn single(args: &ModelArgs) -> anyhow::Result<Arc<dyn Engine>> {
 
 /// Every `--model`, then every `[[model]]` of the config file, with their aliases. Names must be unique; an
 /// alias must name a loaded model.
-pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec], config: Option<&ServeConfig>) -> anyhow::Result<ModelRegistry> {
+pub async fn registry(
+    args: &ModelArgs,
+    aliases: &[AliasSpec],
+    config: Option<&ServeConfig>,
+    admission: AdmissionConfig,
+) -> anyhow::Result<ModelRegistry> {
     let mut plans: Vec<Plan> = args.model.iter().map(|spec| Plan::from_args(spec, args)).collect();
     for model in config.map(|c| c.models.as_slice()).unwrap_or_default() {
         plans.push(Plan {
@@ -238,7 +244,7 @@ pub async fn registry(args: &ModelArgs, aliases: &[AliasSpec], config: Option<&S
             anyhow::bail!("--alias {}={target}: no model is named {target:?} (models: {})", alias.alias, ids.join(", "));
         }
     }
-    let mut registry = ModelRegistry::new();
+    let mut registry = ModelRegistry::with_admission(admission);
     for (index, engine) in engines.into_iter().enumerate() {
         let id = engine.info().id.clone();
         let mut mine: Vec<String> = aliases

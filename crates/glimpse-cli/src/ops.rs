@@ -22,6 +22,7 @@ pub fn install_metrics() -> anyhow::Result<RenderMetrics> {
     glimpse_core::metered::describe();
     glimpse_router::observability::describe();
     glimpse_files::describe_metrics();
+    glimpse_core::admission::describe();
     metrics::describe_gauge!("glimpse_model_load_seconds", metrics::Unit::Seconds, "How long loading each model took.");
     Ok(Arc::new(move || handle.render()))
 }
@@ -78,4 +79,12 @@ async fn signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The machine's memory (`MemTotal` of /proc/meminfo), where it can be read.
+pub fn memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

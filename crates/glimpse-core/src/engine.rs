@@ -19,6 +19,8 @@ pub struct ModelInfo {
     pub family: String,
     pub input_token_limit: u32,
     pub output_token_limit: u32,
+    /// Generations the engine works on at once (its batch); more wait in the admission queue.
+    pub concurrency: usize,
 }
 
 /// Prompt tokens split by modality, as the model really consumes them.

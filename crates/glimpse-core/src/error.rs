@@ -66,6 +66,9 @@ pub enum GlimpseError {
     AlreadyExists(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Too much work is admitted already: retry shortly (429 with `Retry-After`).
+    #[error("{0}")]
+    Overloaded(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -89,7 +92,7 @@ impl GlimpseError {
             GlimpseError::PermissionDenied(_) => Code::PermissionDenied,
             GlimpseError::NotFound(_) => Code::NotFound,
             GlimpseError::AlreadyExists(_) => Code::AlreadyExists,
-            GlimpseError::ResourceExhausted(_) => Code::ResourceExhausted,
+            GlimpseError::ResourceExhausted(_) | GlimpseError::Overloaded(_) => Code::ResourceExhausted,
             GlimpseError::Unavailable(_) => Code::Unavailable,
             GlimpseError::Unimplemented(_) => Code::Unimplemented,
             GlimpseError::Engine(_) | GlimpseError::Storage(_) => Code::Internal,

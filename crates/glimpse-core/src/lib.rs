@@ -4,6 +4,7 @@
 //! forward passes. Nothing in this crate knows HTTP or a particular engine, so every front door shares one
 //! validation path, one set of limits and one token accounting.
 
+pub mod admission;
 pub mod answer;
 pub mod bundled;
 pub mod engine;

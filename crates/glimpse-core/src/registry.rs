@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::admission::{AdmissionConfig, Admitted};
 use crate::engine::Engine;
 use crate::metered::Metered;
 
@@ -18,20 +19,27 @@ pub fn bare_model_name(name: &str) -> &str {
 pub struct ModelRegistry {
     engines: Vec<Arc<dyn Engine>>,
     aliases: HashMap<String, usize>,
+    admission: AdmissionConfig,
 }
 
 impl ModelRegistry {
     pub fn new() -> Self {
-        ModelRegistry { engines: Vec::new(), aliases: HashMap::new() }
+        ModelRegistry::with_admission(AdmissionConfig::default())
     }
 
-    /// Adds a model under its id and the given aliases; its work is measured ([`Metered`]).
+    /// A registry whose models admit work as `admission` says.
+    pub fn with_admission(admission: AdmissionConfig) -> Self {
+        ModelRegistry { engines: Vec::new(), aliases: HashMap::new(), admission }
+    }
+
+    /// Adds a model under its id and the given aliases; its work is admitted ([`Admitted`]) and measured
+    /// ([`Metered`], whose queue wait includes the admission queue).
     pub fn add(&mut self, engine: Arc<dyn Engine>, aliases: &[String]) {
         let index = self.engines.len();
         for alias in aliases {
             self.aliases.insert(alias.clone(), index);
         }
-        self.engines.push(Metered::wrap(engine));
+        self.engines.push(Metered::wrap(Admitted::wrap(engine, self.admission)));
     }
 
     pub fn engines(&self) -> &[Arc<dyn Engine>] {

@@ -12,6 +12,9 @@ use serde_json::json;
 
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 
+/// What an overloaded server asks clients to wait before retrying.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
 /// The HTTP status of each canonical code (the one place Glimpse maps codes to HTTP).
 pub fn http_status(code: Code) -> u16 {
     match code {
@@ -44,11 +47,14 @@ pub struct ApiError {
     pub message: String,
     /// `google.rpc` detail objects (e.g. `ErrorInfo`), omitted when empty.
     pub details: Vec<serde_json::Value>,
+    /// Seconds for a `Retry-After` header (an overloaded server's 429).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        ApiError { code, http_status: http_status(code), reason: None, message: message.into(), details: Vec::new() }
+        let message = message.into();
+        ApiError { code, http_status: http_status(code), reason: None, message, details: Vec::new(), retry_after: None }
     }
 
     pub fn model_not_found(message: impl Into<String>) -> Self {
@@ -97,6 +103,9 @@ impl From<GlimpseError> for ApiError {
                 let first_line = message.lines().next().unwrap_or_default().trim_end();
                 ApiError::new(Code::Internal, format!("{first_line} (request id {id})"))
             }
+            GlimpseError::Overloaded(message) => {
+                ApiError { retry_after: Some(RETRY_AFTER_SECONDS), ..ApiError::new(Code::ResourceExhausted, message) }
+            }
             err => ApiError::new(err.code(), err.to_string()),
         }
     }
@@ -105,7 +114,11 @@ impl From<GlimpseError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], self.to_json().to_string()).into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], self.to_json().to_string()).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

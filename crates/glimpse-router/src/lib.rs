@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod body;
+pub mod body_budget;
 mod error;
 mod files;
 mod gemini;
@@ -49,6 +50,8 @@ pub struct AppState {
     /// `/metrics` on this listener; `None` when served elsewhere (`--metrics-addr`) or not at all.
     pub metrics: Option<observability::RenderMetrics>,
     pub draining: Arc<observability::Draining>,
+    /// `--max-inflight-bytes`; `None`: request bodies are not budgeted.
+    pub body_budget: Option<body_budget::BodyBudget>,
 }
 
 impl AppState {
@@ -65,8 +68,13 @@ pub fn app(state: AppState) -> Router {
         .merge(files::routes())
         .merge(interactions::routes())
         .merge(openai::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), body_budget::admit))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_caller))
-        .merge(files::upload_routes().route_layer(middleware::from_fn_with_state(state.clone(), auth::upload_caller)))
+        .merge(
+            files::upload_routes()
+                .route_layer(middleware::from_fn_with_state(state.clone(), body_budget::admit))
+                .route_layer(middleware::from_fn_with_state(state.clone(), auth::upload_caller)),
+        )
         .route_layer(middleware::from_fn(observability::record))
         .merge(playground::routes())
         .with_state(state.clone());

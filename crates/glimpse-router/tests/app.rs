@@ -44,6 +44,7 @@ fn scripted(id: &str, script: Script) -> Arc<dyn Engine> {
         family: "stub".into(),
         input_token_limit: 1000,
         output_token_limit: 100,
+        concurrency: 4,
     };
     Arc::new(Scripted { info, script })
 }
@@ -92,6 +93,7 @@ fn router() -> axum::Router {
         path_prefix: String::new(),
         metrics: None,
         draining: Arc::default(),
+        body_budget: None,
     })
 }
 

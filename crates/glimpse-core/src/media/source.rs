@@ -90,6 +90,11 @@ impl ImageSource {
         self.height
     }
 
+    /// Pixels of the decoded image (what decoding it at full size costs, in pixels).
+    pub fn pixel_count(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }

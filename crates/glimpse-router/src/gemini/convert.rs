@@ -53,9 +53,11 @@ pub async fn convert_contents(
     let mut plan = plan_contents(contents, limits)?;
     load_remote(&mut plan, remote).await?;
     let image_limits = limits.image;
-    tokio::task::spawn_blocking(move || probe_plan(plan, &image_limits))
+    let turns = tokio::task::spawn_blocking(move || probe_plan(plan, &image_limits))
         .await
-        .map_err(|e| GlimpseError::Engine(format!("image header task failed: {e}")))?
+        .map_err(|e| GlimpseError::Engine(format!("image header task failed: {e}")))??;
+    limits.check_request_pixels(&turns)?;
+    Ok(turns)
 }
 
 /// A part whose image bytes are still unchecked (or, for a reference, not yet loaded).

@@ -1,0 +1,111 @@
+//! Admission control per model: at most `concurrency` generations work at once (each holds decoded pixels,
+//! tensors and an engine slot); up to `max_queue` more wait, each at most `max_wait`; anything beyond is
+//! refused at once with [`GlimpseError::Overloaded`] (429 with `Retry-After`), before any pixel is decoded.
+//! Waiting requests are served in arrival order (tokio's semaphore is fair). A generation keeps its slot
+//! until its stream ends or is dropped (a client gone frees it).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use crate::engine::{Engine, GenerationStream, ModelInfo, PromptTokens};
+use crate::error::GlimpseError;
+use crate::prompt::{GenerateRequest, Prompt};
+
+/// The server's admission settings (the same for every model; the slot count is each model's own).
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionConfig {
+    /// Generations a model works on at once; `None`: what the engine says it can batch.
+    pub max_concurrent: Option<usize>,
+    /// Requests that may wait for a slot, per model.
+    pub max_queue: usize,
+    /// How long a request may wait for a slot.
+    pub max_wait: Duration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig { max_concurrent: None, max_queue: 256, max_wait: Duration::from_secs(60) }
+    }
+}
+
+pub struct Admitted {
+    inner: Arc<dyn Engine>,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    config: AdmissionConfig,
+}
+
+impl Admitted {
+    pub fn wrap(inner: Arc<dyn Engine>, config: AdmissionConfig) -> Arc<dyn Engine> {
+        let slots = config.max_concurrent.unwrap_or(inner.info().concurrency).max(1);
+        Arc::new(Admitted { inner, slots: Arc::new(Semaphore::new(slots)), waiting: AtomicUsize::new(0), config })
+    }
+
+    fn refuse(&self, why: &str) -> GlimpseError {
+        let model = self.inner.info().id.clone();
+        metrics::counter!("glimpse_requests_refused_total", "model" => model, "reason" => why.to_string()).increment(1);
+        GlimpseError::Overloaded(format!(
+            "The server is busy ({why} for model {}); retry after a short wait.",
+            self.inner.info().id
+        ))
+    }
+}
+
+/// Counts a waiting request for as long as it waits (its future may be dropped: a client gone).
+struct Waiting<'a>(&'a Admitted);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("glimpse_queue_depth", "model" => self.0.inner.info().id.clone()).decrement(1.0);
+    }
+}
+
+#[async_trait]
+impl Engine for Admitted {
+    fn info(&self) -> &ModelInfo {
+        self.inner.info()
+    }
+
+    async fn count_tokens(&self, prompt: &Prompt) -> Result<PromptTokens, GlimpseError> {
+        self.inner.count_tokens(prompt).await
+    }
+
+    async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.config.max_queue {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(self.refuse("the queue is full"));
+                }
+                metrics::gauge!("glimpse_queue_depth", "model" => self.inner.info().id.clone()).increment(1.0);
+                let _waiting = Waiting(self);
+                match tokio::time::timeout(self.config.max_wait, self.slots.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(GlimpseError::Unavailable("The model is shutting down.".into())),
+                    Err(_) => return Err(self.refuse("no slot freed up in time")),
+                }
+            }
+        };
+        let stream = self.inner.generate(request).await?;
+        Ok(Box::pin(stream.map(move |event| {
+            let _slot = &permit;
+            event
+        })))
+    }
+}
+
+/// Describes this module's metrics.
+pub fn describe() {
+    metrics::describe_gauge!("glimpse_queue_depth", "Requests waiting for a model's generation slot.");
+    metrics::describe_counter!(
+        "glimpse_requests_refused_total",
+        "Requests refused with 429 because a model's queue was full or its wait ran out."
+    );
+}
