@@ -16,7 +16,10 @@ use crate::prompt::{GenerateRequest, Prompt};
 
 /// Describes the metrics (their help text on `/metrics`); call once after installing a recorder.
 pub fn describe() {
-    metrics::describe_gauge!("glimpse_generations_in_flight", "Generations a model is working on now.");
+    metrics::describe_gauge!(
+        "glimpse_generations_in_flight",
+        "Generations a model has accepted: waiting for a slot (glimpse_queue_depth) or running."
+    );
     metrics::describe_histogram!(
         "glimpse_queue_wait_seconds",
         metrics::Unit::Seconds,
