@@ -14,7 +14,6 @@ import time
 
 import httpx
 import PIL.Image
-import pytest
 
 import sdkutil
 from conftest import start_server, stop_server

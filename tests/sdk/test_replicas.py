@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from google.genai import errors, types
 
 import sdkutil
 import services
-from conftest import _start_server, start_replicas, stop_server
+from conftest import _start_server, stop_server
 
 CASE = "caption_square"
 KEYS = ["--api-key", "alpha-key", "--api-key", "beta-key"]
