@@ -1,7 +1,8 @@
 """Admission control as a client under load meets it: a model works on `--max-concurrent` answers, `--max-queue`
 more wait at most `--max-queue-wait`, and the rest get `429 RESOURCE_EXHAUSTED` with `Retry-After` at once;
 request bodies beyond `--max-inflight-bytes` are refused before they are read; a request whose images hold more
-than `--max-request-pixels` together is a 400 before any is decoded. Long answers come from the fixture model
+than `--max-request-pixels` together is a 400 before any is decoded; a generation past `--request-timeout` is
+stopped with 504 (an error event once its stream has started) and frees its slot. Long answers come from the fixture model
 held to a JSON schema that only ends at the token limit (about two seconds)."""
 
 from __future__ import annotations
@@ -139,5 +140,30 @@ def test_the_pixels_of_all_images_together_are_bounded(tmp_path):
             assert "25088 pixels together; the limit is 20000" in r.json()["error"]["message"]
         one = {"contents": [{"parts": [image, {"text": "Describe."}]}], "generationConfig": {"maxOutputTokens": 3}}
         assert httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=one, headers=HEADERS, timeout=60).status_code == 200
+    finally:
+        stop_server(server)
+
+
+def test_a_request_over_the_time_limit_is_stopped_with_504(tmp_path):
+    server = start_server(tmp_path, "timeout", ["--request-timeout", "0.8", "--max-concurrent", "1"])
+    try:
+        start = time.monotonic()
+        r = httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=LONG, headers=HEADERS, timeout=60)
+        assert time.monotonic() - start < 2.0
+        sdkutil.assert_google_error(r, 504, "DEADLINE_EXCEEDED")
+        assert "0.8 s" in r.json()["error"]["message"]
+        # A stream that has started ends with the error as its last event, on every surface.
+        stream, _, lines = started_stream(server.url)
+        last = finish(stream, lines)
+        assert (last["error"]["code"], last["error"]["status"]) == (504, "DEADLINE_EXCEEDED")
+        schema = {"type": "array", "items": {"type": "integer"}, "minItems": 5000}
+        chat = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Count."}], "max_tokens": 2000,
+                "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}}
+        r = httpx.post(f"{server.url}/v1beta/openai/chat/completions", json=chat, headers=HEADERS, timeout=60)
+        events = [json.loads(l[6:]) for l in r.text.splitlines() if l.startswith("data: ") and l != "data: [DONE]"]
+        assert events[-1]["error"]["status"] == "DEADLINE_EXCEEDED", events[-1]
+        # The stopped generations freed the model's only slot.
+        short = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
+        assert httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=short, headers=HEADERS, timeout=60).status_code == 200
     finally:
         stop_server(server)

@@ -174,6 +174,10 @@ struct AdmissionArgs {
     /// Seconds a request may wait for its model before it is answered 429.
     #[arg(long, env = "GLIMPSE_MAX_QUEUE_WAIT", default_value_t = AdmissionConfig::default().max_wait.as_secs_f64())]
     max_queue_wait: f64,
+    /// Seconds one generation may take from its arrival to its last token; then it is stopped and answered
+    /// 504 DEADLINE_EXCEEDED (an error event in a stream that has started).
+    #[arg(long, env = "GLIMPSE_REQUEST_TIMEOUT", default_value_t = AdmissionConfig::default().request_timeout.as_secs_f64())]
+    request_timeout: f64,
     /// Bytes of request bodies the server reads and works on at once; over it, 429 before the body is read
     /// (default: a quarter of the machine's memory).
     #[arg(long, env = "GLIMPSE_MAX_INFLIGHT_BYTES")]
@@ -182,14 +186,15 @@ struct AdmissionArgs {
 
 impl AdmissionArgs {
     fn config(&self) -> anyhow::Result<AdmissionConfig> {
-        anyhow::ensure!(
-            self.max_queue_wait.is_finite() && self.max_queue_wait >= 0.0,
-            "--max-queue-wait must be a number of seconds"
-        );
+        let seconds = |value: f64, flag: &str| {
+            anyhow::ensure!(value.is_finite() && value >= 0.0, "{flag} must be a number of seconds");
+            Ok(Duration::from_secs_f64(value))
+        };
         Ok(AdmissionConfig {
             max_concurrent: self.max_concurrent,
             max_queue: self.max_queue,
-            max_wait: Duration::from_secs_f64(self.max_queue_wait),
+            max_wait: seconds(self.max_queue_wait, "--max-queue-wait")?,
+            request_timeout: seconds(self.request_timeout, "--request-timeout")?,
         })
     }
 

@@ -2,7 +2,9 @@
 //! tensors and an engine slot); up to `max_queue` more wait, each at most `max_wait`; anything beyond is
 //! refused at once with [`GlimpseError::Overloaded`] (429 with `Retry-After`), before any pixel is decoded.
 //! Waiting requests are served in arrival order (tokio's semaphore is fair). A generation keeps its slot
-//! until its stream ends or is dropped (a client gone frees it).
+//! until its stream ends or is dropped (a client gone frees it). A generation still running `request_timeout`
+//! after it arrived is stopped and ends with [`GlimpseError::DeadlineExceeded`] (504, or an error event in a
+//! stream that has started).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,11 +27,18 @@ pub struct AdmissionConfig {
     pub max_queue: usize,
     /// How long a request may wait for a slot.
     pub max_wait: Duration,
+    /// How long a generation may take from its arrival (waiting included) to its last token.
+    pub request_timeout: Duration,
 }
 
 impl Default for AdmissionConfig {
     fn default() -> Self {
-        AdmissionConfig { max_concurrent: None, max_queue: 256, max_wait: Duration::from_secs(60) }
+        AdmissionConfig {
+            max_concurrent: None,
+            max_queue: 256,
+            max_wait: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(600),
+        }
     }
 }
 
@@ -46,6 +55,13 @@ impl Admitted {
         Arc::new(Admitted { inner, slots: Arc::new(Semaphore::new(slots)), waiting: AtomicUsize::new(0), config })
     }
 
+    fn deadline_exceeded(&self) -> GlimpseError {
+        GlimpseError::DeadlineExceeded(format!(
+            "The request took longer than this server allows for one request ({} s); it was stopped.",
+            self.config.request_timeout.as_secs_f64()
+        ))
+    }
+
     fn refuse(&self, why: &str) -> GlimpseError {
         let model = self.inner.info().id.clone();
         metrics::counter!("glimpse_requests_refused_total", "model" => model, "reason" => why.to_string()).increment(1);
@@ -54,6 +70,19 @@ impl Admitted {
             self.inner.info().id
         ))
     }
+}
+
+/// `stream` until `deadline`: then `exceeded` is its last event and the engine stream is dropped (which stops
+/// the generation).
+fn until_deadline(stream: GenerationStream, deadline: tokio::time::Instant, exceeded: GlimpseError) -> GenerationStream {
+    let sleep = Box::pin(tokio::time::sleep_until(deadline));
+    Box::pin(futures::stream::unfold(Some((stream, sleep, exceeded)), |state| async move {
+        let (mut stream, mut sleep, exceeded) = state?;
+        tokio::select! {
+            event = stream.next() => event.map(|event| (event, Some((stream, sleep, exceeded)))),
+            _ = &mut sleep => Some((Err(exceeded), None)),
+        }
+    }))
 }
 
 /// Counts a waiting request for as long as it waits (its future may be dropped: a client gone).
@@ -77,6 +106,7 @@ impl Engine for Admitted {
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let permit = match self.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -86,18 +116,24 @@ impl Engine for Admitted {
                 }
                 metrics::gauge!("glimpse_queue_depth", "model" => self.inner.info().id.clone()).increment(1.0);
                 let _waiting = Waiting(self);
-                match tokio::time::timeout(self.config.max_wait, self.slots.clone().acquire_owned()).await {
+                let wait = self.config.max_wait.min(self.config.request_timeout);
+                match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
                     Ok(Ok(permit)) => permit,
                     Ok(Err(_)) => return Err(GlimpseError::Unavailable("The model is shutting down.".into())),
                     Err(_) => return Err(self.refuse("no slot freed up in time")),
                 }
             }
         };
-        let stream = self.inner.generate(request).await?;
-        Ok(Box::pin(stream.map(move |event| {
+        let stream = match tokio::time::timeout_at(deadline, self.inner.generate(request)).await {
+            Ok(started) => started?,
+            Err(_) => return Err(self.deadline_exceeded()),
+        };
+        let exceeded = self.deadline_exceeded();
+        let held = stream.map(move |event| {
             let _slot = &permit;
             event
-        })))
+        });
+        Ok(until_deadline(Box::pin(held), deadline, exceeded))
     }
 }
 

@@ -66,6 +66,9 @@ pub enum GlimpseError {
     AlreadyExists(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The request ran past the server's time limit for one request (504).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// Too much work is admitted already: retry shortly (429 with `Retry-After`).
     #[error("{0}")]
     Overloaded(String),
@@ -94,6 +97,7 @@ impl GlimpseError {
             GlimpseError::AlreadyExists(_) => Code::AlreadyExists,
             GlimpseError::ResourceExhausted(_) | GlimpseError::Overloaded(_) => Code::ResourceExhausted,
             GlimpseError::Unavailable(_) => Code::Unavailable,
+            GlimpseError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             GlimpseError::Unimplemented(_) => Code::Unimplemented,
             GlimpseError::Engine(_) | GlimpseError::Storage(_) => Code::Internal,
         }
