@@ -15,6 +15,7 @@ import time
 
 import httpx
 import PIL.Image
+import pytest
 
 import sdkutil
 from conftest import start_server, stop_server
@@ -165,5 +166,37 @@ def test_a_request_over_the_time_limit_is_stopped_with_504(tmp_path):
         # The stopped generations freed the model's only slot.
         short = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
         assert httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=short, headers=HEADERS, timeout=60).status_code == 200
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("surface", ["gemini-unary", "openai-stream", "interactions-stream"])
+def test_a_client_that_goes_away_frees_its_slot(tmp_path, surface):
+    """With one slot, a long answer whose client disconnects (unary: it times out; streams: after the first
+    event) must not block the next request for the answer's remaining seconds."""
+    server = start_server(tmp_path, f"gone-{surface}", ["--max-concurrent", "1", "--max-queue-wait", "30"])
+    schema = {"type": "array", "items": {"type": "integer"}, "minItems": 5000}
+    try:
+        if surface == "gemini-unary":
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=LONG, headers=HEADERS, timeout=0.5)
+        else:
+            path, body = {
+                "openai-stream": ("/v1beta/openai/chat/completions", {
+                    "model": "m", "stream": True, "max_tokens": 2000, "messages": [{"role": "user", "content": "Count."}],
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}}),
+                "interactions-stream": ("/v1beta/interactions", {
+                    "model": "m", "stream": True, "input": "Count.", "generation_config": {"max_output_tokens": 2000},
+                    "response_format": {"type": "text", "mime_type": "application/json", "schema": schema}}),
+            }[surface]
+            with httpx.stream("POST", server.url + path, json=body, headers=HEADERS, timeout=60) as r:
+                assert r.status_code == 200
+                next(line for line in r.iter_lines() if line.startswith("data: "))
+        start = time.monotonic()
+        short = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
+        r = httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=short, headers=HEADERS, timeout=60)
+        assert r.status_code == 200, r.text
+        # The abandoned answer had about two seconds left; the slot came back well before that.
+        assert time.monotonic() - start < 1.0, f"{surface}: waited {time.monotonic() - start:.2f} s"
     finally:
         stop_server(server)
