@@ -330,15 +330,17 @@ impl FileStore {
         Ok((base64::engine::general_purpose::STANDARD.encode(hasher.finalize()), head))
     }
 
-    /// Ends an upload without a file: its row, its chunk rows and their blobs.
-    pub async fn discard(&self, session: &UploadSession) -> Result<(), GlimpseError> {
+    /// Ends an upload without a file: its row, its chunk rows and their blobs. Whether this call ended it
+    /// (another replica, or a finalize, may have been first).
+    pub async fn discard(&self, session: &UploadSession) -> Result<bool, GlimpseError> {
         let chunks = self.db.chunks(&session.id).await?;
-        if self.db.delete_upload(&session.id).await? {
+        let ended = self.db.delete_upload(&session.id).await?;
+        if ended {
             for chunk in chunks {
                 self.blobs.delete(&chunk.blob_key).await?;
             }
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// A file of `project` that exists and has not expired; anything else is the real API's 403.
@@ -372,14 +374,18 @@ impl FileStore {
         self.remove(&file).await
     }
 
-    /// The row goes first, then the blob: a row never points at a missing blob.
     async fn remove(&self, file: &FileRecord) -> Result<(), GlimpseError> {
-        if self.db.delete_file(&file.project, &file.id).await? {
-            if let Some(key) = &file.blob_key {
-                self.blobs.delete(key).await?;
-            }
+        let deleted = self.db.delete_file(&file.project, &file.id).await?;
+        self.drop_blob_if(deleted, file).await
+    }
+
+    /// The row goes first, then the blob, and only by the call whose delete took the row (replicas and a
+    /// client's delete may race): a row never points at a missing blob.
+    async fn drop_blob_if(&self, row_deleted: bool, file: &FileRecord) -> Result<(), GlimpseError> {
+        match &file.blob_key {
+            Some(key) if row_deleted => self.blobs.delete(key).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The bytes of an ACTIVE file, for a prompt. `max_bytes` keeps a 2 GB upload from being read into memory.
@@ -411,18 +417,14 @@ impl FileStore {
         let now = now_ms();
         let mut removed = 0;
         for file in self.db.expired_files(now).await? {
-            // Every replica sweeps: the one whose delete takes the row removes the blob.
-            if self.db.delete_expired_file(&file.project, &file.id, now).await? {
-                if let Some(key) = &file.blob_key {
-                    self.blobs.delete(key).await?;
-                }
-                removed += 1;
-            }
+            // Every replica sweeps: each file is counted by the one whose delete took its row.
+            let deleted = self.db.delete_expired_file(&file.project, &file.id, now).await?;
+            self.drop_blob_if(deleted, &file).await?;
+            removed += usize::from(deleted);
         }
         let stale_before = now - self.config.ttl.as_millis() as i64;
         for session in self.db.uploads_started_before(stale_before).await? {
-            self.discard(&session).await?;
-            removed += 1;
+            removed += usize::from(self.discard(&session).await?);
         }
         removed += self.db.delete_expired_interactions(now).await? as usize;
         Ok(removed)

@@ -73,6 +73,17 @@ impl ApiError {
         }
     }
 
+    /// An HTTP answer carrying `body` (this error in some surface's format) with this error's status and
+    /// `Retry-After`.
+    pub fn respond_with(&self, body: serde_json::Value) -> Response {
+        let status = StatusCode::from_u16(self.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body.to_string()).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+
     /// The envelope as JSON, also used for `data: {"error":…}` events mid-stream.
     pub fn to_json(&self) -> serde_json::Value {
         let mut error = json!({"code": self.http_status, "message": self.message, "status": self.code.as_str()});
@@ -113,12 +124,7 @@ impl From<GlimpseError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], self.to_json().to_string()).into_response();
-        if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
+        self.respond_with(self.to_json())
     }
 }
 

@@ -52,7 +52,7 @@ pub fn resolve_model(state: &AppState, model: &str, version: &str, method: &str)
             bare_model_name(model)
         )));
     };
-    crate::observability::note_model(&engine.info().id, Some(method));
+    crate::observability::note_model(&engine.info().id, method);
     Ok(engine)
 }
 

@@ -53,8 +53,8 @@ tokio::task_local! {
 
 /// Records which model, and which of its methods, the current request uses (called where model names are
 /// resolved).
-pub fn note_model(id: &str, method: Option<&str>) {
-    let call = Call { model: Some(id.to_string()), method: method.map(str::to_string) };
+pub fn note_model(id: &str, method: &str) {
+    let call = Call { model: Some(id.to_string()), method: Some(method.to_string()) };
     let _ = CALL.try_with(|current| *current.borrow_mut() = call);
 }
 

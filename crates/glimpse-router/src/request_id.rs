@@ -5,11 +5,11 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{MakeSpan, TraceLayer};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{MakeSpan, TraceLayer};
 
 tokio::task_local! {
     static REQUEST_ID: String;

@@ -179,7 +179,7 @@ async fn chunk(
     let has = |c: &str| commands.iter().any(|x| x == c);
     if has("cancel") {
         return match store.discard(&session).await {
-            Ok(()) => {
+            Ok(_) => {
                 let mut response = StatusCode::OK.into_response();
                 response.headers_mut().insert(STATUS, HeaderValue::from_static("cancelled"));
                 response

@@ -2,13 +2,11 @@
 //! google-genai SDK's `interactions` client reads them) instead of Google's numeric code + status; the same
 //! body is the payload of an `error` event in a stream.
 
-use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use glimpse_core::Code;
 use serde_json::{json, Value};
 
-use glimpse_core::Code;
-
-use crate::error::{ApiError, Reason, JSON_CONTENT_TYPE};
+use crate::error::{ApiError, Reason};
 
 pub struct InteractionError(pub ApiError);
 
@@ -46,11 +44,6 @@ impl InteractionError {
 
 impl IntoResponse for InteractionError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], self.to_json().to_string()).into_response();
-        if let Some(seconds) = self.0.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-        }
-        response
+        self.0.respond_with(self.to_json())
     }
 }
