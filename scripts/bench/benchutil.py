@@ -3,8 +3,10 @@ import os
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -29,28 +31,36 @@ def free_port() -> int:
 
 
 @contextmanager
-def glimpse_server(binary: str, model: str, extra: list[str], env: dict | None = None):
-    """Yields (base URL of the v1beta API, an httpx client) once the server answers; stops it afterwards."""
+def glimpse_process(binary: str, args: list[str], env: dict | None = None):
+    """`glimpse serve ARGS` on a free loopback port with a fresh data folder: yields (its root URL, the process)
+    once `/readyz` answers 200; stops it afterwards."""
     port = free_port()
     server = subprocess.Popen(
-        [binary, "serve", "--model", model, "--port", str(port), "--data-dir", tempfile.mkdtemp(prefix="glimpse-bench-"), *extra],
+        [binary, "serve", "--port", str(port), "--data-dir", tempfile.mkdtemp(prefix="glimpse-bench-"), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn", **(env or {})),
     )
-    url = f"http://127.0.0.1:{port}/v1beta"
-    client = httpx.Client(timeout=1800, headers={"x-goog-api-key": "bench"})
+    url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(3000):
             if server.poll() is not None:
                 raise SystemExit(f"glimpse serve exited with status {server.returncode}; run it by hand to see why")
             try:
-                if client.get(f"{url}/models").status_code == 200:
+                if httpx.get(f"{url}/readyz").status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
-        yield url, client
+                pass
+            time.sleep(0.2)
+        yield url, server
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+@contextmanager
+def glimpse_server(binary: str, model: str, extra: list[str], env: dict | None = None):
+    """Yields (base URL of the v1beta API, an httpx client) once the server answers; stops it afterwards."""
+    with glimpse_process(binary, ["--model", model, *extra], env) as (url, _):
+        yield f"{url}/v1beta", httpx.Client(timeout=1800, headers={"x-goog-api-key": "bench"})
 
 
 def first_token(client: httpx.Client, url: str, body: bytes) -> None:
@@ -61,3 +71,36 @@ def first_token(client: httpx.Client, url: str, body: bytes) -> None:
         for line in r.iter_lines():
             if line.startswith("data:"):
                 return
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now (VmRSS), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRss:
+    """`with PeakRss(pid) as rss:` samples the process's resident memory every 20 ms while the block runs;
+    then `rss.before` and `rss.peak` (MiB)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.before = self.peak = rss_mib(pid)
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample)
+
+    def _sample(self):
+        while not self._done.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._sampler.join()
+        self.peak = max(self.peak, rss_mib(self.pid))

@@ -13,20 +13,15 @@ import argparse
 import asyncio
 import base64
 import io
-import os
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import PIL.Image
 
+from benchutil import PeakRss, glimpse_process
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "sdk"))
-import services  # noqa: E402
 
 PROMPT = "Detect the all of the prominent items in the image. The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
 
@@ -41,57 +36,39 @@ def photo(megapixels: float) -> bytes:
     return buffer.getvalue()
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def run(url: str, clients: int, body: bytes, pid: int) -> dict:
-    peak = [rss_kib(pid)]
-    before = peak[0]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_kib(pid))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     statuses: dict[int, int] = {}
     latencies: list[float] = []
     models_ms: list[float] = []
     limits = httpx.Limits(max_connections=clients + 10)
-    async with httpx.AsyncClient(timeout=900, limits=limits, headers={"x-goog-api-key": "bench", "content-type": "application/json"}) as client:
+    headers = {"x-goog-api-key": "bench", "content-type": "application/json"}
+    with PeakRss(pid) as rss:
+        async with httpx.AsyncClient(timeout=900, limits=limits, headers=headers) as client:
 
-        async def one():
-            start = time.perf_counter()
-            try:
-                r = await client.post(f"{url}/v1beta/models/toolkit:generateContent", content=body)
-                status = r.status_code
-            except httpx.HTTPError:
-                status = 0  # dropped
-            latencies.append(time.perf_counter() - start)
-            statuses[status] = statuses.get(status, 0) + 1
-
-        async def probe_models(stop: asyncio.Event):
-            while not stop.is_set():
+            async def one():
                 start = time.perf_counter()
-                await client.get(f"{url}/v1beta/models")
-                models_ms.append((time.perf_counter() - start) * 1000)
-                await asyncio.sleep(0.25)
+                try:
+                    r = await client.post(f"{url}/v1beta/models/toolkit:generateContent", content=body)
+                    status = r.status_code
+                except httpx.HTTPError:
+                    status = 0  # dropped
+                latencies.append(time.perf_counter() - start)
+                statuses[status] = statuses.get(status, 0) + 1
 
-        stop = asyncio.Event()
-        prober = asyncio.create_task(probe_models(stop))
-        start = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(clients)))
-        wall = time.perf_counter() - start
-        stop.set()
-        await prober
-    done.set()
-    sampler.join()
+            async def probe_models(stop: asyncio.Event):
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    await client.get(f"{url}/v1beta/models")
+                    models_ms.append((time.perf_counter() - start) * 1000)
+                    await asyncio.sleep(0.25)
+
+            stop = asyncio.Event()
+            prober = asyncio.create_task(probe_models(stop))
+            start = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(clients)))
+            wall = time.perf_counter() - start
+            stop.set()
+            await prober
     latencies.sort()
     models_ms.sort()
     return {
@@ -99,8 +76,8 @@ async def run(url: str, clients: int, body: bytes, pid: int) -> dict:
         "wall": wall,
         "p50": latencies[len(latencies) // 2],
         "p99": latencies[int(len(latencies) * 0.99) - 1],
-        "rss_before": before / 1024,
-        "rss_peak": peak[0] / 1024,
+        "rss_before": rss.before,
+        "rss_peak": rss.peak,
         "models_max_ms": models_ms[-1] if models_ms else float("nan"),
         "models_p50_ms": models_ms[len(models_ms) // 2] if models_ms else float("nan"),
     }
@@ -118,24 +95,8 @@ def main() -> None:
         image = photo(float(megapixels))
         body = ('{"contents":[{"parts":[{"inline_data":{"mime_type":"image/jpeg","data":"'
                 + base64.b64encode(image).decode() + '"}},{"text":"' + PROMPT + '"}]}]}').encode()
-        port = services.free_port()
-        server = subprocess.Popen(
-            [args.binary, "serve", "--port", str(port), "--data-dir", tempfile.mkdtemp(prefix="glimpse-load-"), *args.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, RUST_LOG="warn"),
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
+        with glimpse_process(args.binary, args.extra) as (url, server):
             result = asyncio.run(run(url, int(clients), body, server.pid))
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
         rows.append((int(clients), float(megapixels), len(image), result))
     print(f"{'clients':>7} {'photo':>6} {'answers (status: count)':<28} {'wall s':>7} {'p50 s':>6} {'p99 s':>6} "
           f"{'RSS before':>10} {'RSS peak':>9} {'GET models p50/max ms':>22}")

@@ -1,5 +1,5 @@
 """Memory of `glimpse serve` while a large file is uploaded through the official SDK (resumable, 8 MiB chunks):
-peak resident memory (VmHWM) before and after, for a small and a large upload, on the folder store and on an
+resident memory before and its peak during the upload (sampled every 20 ms), for a small and a large upload, on the folder store and on an
 S3 server (moto, started here on a free loopback port). Flat memory means the peak does not grow with size.
 
     .venv/bin/python scripts/bench/upload_memory.py [--sizes-mb 64 2000] [--stores folder s3]
@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import httpx
 from google import genai
 from google.genai import types
 
+from benchutil import PeakRss, glimpse_process
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "sdk"))
-import services  # noqa: E402  (the test suite's PostgreSQL / S3 starters)
-
-
-def rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+import services  # noqa: E402  (the test suite's S3 starter)
 
 
 def big_file(folder: Path, size: int) -> Path:
@@ -47,55 +39,30 @@ def big_file(folder: Path, size: int) -> Path:
 
 
 def measure(binary: str, store: str, sizes: list[int], work: Path) -> list[tuple]:
-    env = dict(os.environ, RUST_LOG="warn")
+    env = {}
     extra = []
     s3 = None
     if store == "s3":
         s3 = services.start_s3()
         services.make_bucket(s3.url, "bench")
-        env.update(services.S3_CREDENTIALS, AWS_ENDPOINT_URL=s3.url)
+        env = {**services.S3_CREDENTIALS, "AWS_ENDPOINT_URL": s3.url}
         extra = ["--blob-url", "s3://bench/uploads"]
-    port = services.free_port()
-    server = subprocess.Popen(
-        [binary, "serve", "--model", "shapes", "--port", str(port), "--data-dir", tempfile.mkdtemp(dir=work),
-         "--max-file-bytes", str(max(sizes) + 1), "--project-quota-bytes", str(4 * sum(sizes)), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    args = ["--model", "shapes", "--max-file-bytes", str(max(sizes) + 1), "--project-quota-bytes", str(4 * sum(sizes)), *extra]
     rows = []
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        client = genai.Client(api_key="bench", http_options=types.HttpOptions(base_url=url, timeout=3_600_000))
-        for size in sizes:
-            path = big_file(work, size)
-            before = rss_kib(server.pid, "VmRSS")
-            peak = [before]
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    peak[0] = max(peak[0], rss_kib(server.pid, "VmRSS"))
-                    time.sleep(0.02)
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
-            start = time.perf_counter()
-            uploaded = client.files.upload(file=str(path), config={"mime_type": "image/png"})
-            seconds = time.perf_counter() - start
-            done.set()
-            sampler.join()
-            assert uploaded.size_bytes == size, uploaded
-            rows.append((store, size, seconds, before, peak[0]))
-            client.files.delete(name=uploaded.name)
-            path.unlink()
+        with glimpse_process(binary, args, env) as (url, server):
+            client = genai.Client(api_key="bench", http_options=types.HttpOptions(base_url=url, timeout=3_600_000))
+            for size in sizes:
+                path = big_file(work, size)
+                with PeakRss(server.pid) as rss:
+                    start = time.perf_counter()
+                    uploaded = client.files.upload(file=str(path), config={"mime_type": "image/png"})
+                    seconds = time.perf_counter() - start
+                assert uploaded.size_bytes == size, uploaded
+                rows.append((store, size, seconds, rss.before, rss.peak))
+                client.files.delete(name=uploaded.name)
+                path.unlink()
     finally:
-        server.terminate()
-        server.wait(timeout=60)
         if s3:
             s3.stop()
     return rows
@@ -113,7 +80,7 @@ def main() -> None:
     print(f"{'store':<7} {'upload':>9} {'seconds':>8} {'MB/s':>6} {'RSS before':>11} {'peak RSS':>9} {'growth':>7}")
     for store, size, seconds, before, peak in rows:
         print(f"{store:<7} {size / 1e6:>7.0f}MB {seconds:>8.1f} {size / 1e6 / seconds:>6.0f} "
-              f"{before / 1024:>9.0f}MB {peak / 1024:>7.0f}MB {(peak - before) / 1024:>5.0f}MB")
+              f"{before:>9.0f}MB {peak:>7.0f}MB {peak - before:>5.0f}MB")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import http.server as http_server
 import itertools
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -73,12 +72,6 @@ class GlimpseServer:
 _RUNNING: list[GlimpseServer] = []
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(
     tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None, *, fixture_model: bool = True
 ) -> GlimpseServer:
@@ -99,7 +92,7 @@ def _start_server(
         pytest.fail(f"server binary not found: {sdkutil.GLIMPSE_BIN} (build it, or set GLIMPSE_BIN)", pytrace=False)
     if not sdkutil.MODEL_DIR.is_dir():
         pytest.fail(f"model folder not found: {sdkutil.MODEL_DIR} (set GLIMPSE_MODEL_DIR)", pytrace=False)
-    port = _free_port()
+    port = services.free_port()
     # Every server keeps its files in its own folder unless the test names one (restart tests share one).
     if "--data-dir" not in extra_args:
         extra_args = [*extra_args, "--data-dir", str(tmp_dir / f"{name}-data")]

@@ -68,6 +68,17 @@ CASE_NAMES = [
     "resize_odd",
 ]
 
+# A generateContent body the fixture model answers for about two seconds: a JSON schema that can only end at
+# the model's token limit (finishReason MAX_TOKENS). For tests that need an answer in flight.
+LONG_ANSWER = {
+    "contents": [{"parts": [{"text": "Count."}]}],
+    "generationConfig": {
+        "maxOutputTokens": 2000,
+        "responseMimeType": "application/json",
+        "responseSchema": {"type": "ARRAY", "items": {"type": "INTEGER"}, "minItems": 5000},
+    },
+}
+
 # Defaults of the server contract.
 DEFAULT_MAX_IMAGES = 3600
 DEFAULT_MAX_INLINE_BYTES = 20 * 1024 * 1024

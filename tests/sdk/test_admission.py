@@ -20,14 +20,7 @@ import pytest
 import sdkutil
 from conftest import start_server, stop_server
 
-LONG = {
-    "contents": [{"parts": [{"text": "Count."}]}],
-    "generationConfig": {
-        "maxOutputTokens": 2000,
-        "responseMimeType": "application/json",
-        "responseSchema": {"type": "ARRAY", "items": {"type": "INTEGER"}, "minItems": 5000},
-    },
-}
+LONG = sdkutil.LONG_ANSWER
 HEADERS = {"x-goog-api-key": sdkutil.API_KEY}
 
 

@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 import sdkutil
-from conftest import _free_port, start_server, stop_server
+from conftest import start_server, stop_server
+from services import free_port
 
 ALPHA, BETA = "alpha-key", "beta-key"
 RED_PNG = (sdkutil.IMAGES_DIR / "red_square_56x56.png").read_bytes()
@@ -280,7 +281,7 @@ def test_router_errors_are_google_envelopes(keyed, method, path, code):
 # 7. --host
 # ---------------------------------------------------------------------------------------------
 def serve_on(tmp_path, host: str, *extra: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     args = [str(sdkutil.GLIMPSE_BIN), "serve", "--model", str(sdkutil.MODEL_DIR), "--host", host, "--port", str(port),
             "--data-dir", str(tmp_path / f"data-{port}"), *extra]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=sdkutil.ROOT)

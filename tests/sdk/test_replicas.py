@@ -274,14 +274,7 @@ def test_sigterm_lets_a_streamed_answer_finish(tmp_path, shared_storage):
         assert httpx.get(f"{ops}/readyz").status_code == 200
         assert httpx.get(f"{server.url}/metrics").status_code == 404  # moved to the ops listener
         assert "glimpse_model_load_seconds" in httpx.get(f"{ops}/metrics").text
-        body = {
-            "contents": [{"parts": [{"text": "Count."}]}],
-            "generationConfig": {
-                "maxOutputTokens": 2000,
-                "responseMimeType": "application/json",
-                "responseSchema": {"type": "ARRAY", "items": {"type": "INTEGER"}, "minItems": 5000},
-            },
-        }
+        body = sdkutil.LONG_ANSWER
         events: list[dict] = []
         with httpx.stream("POST", f"{server.url}/v1beta/models/{sdkutil.SEED_MODEL}:streamGenerateContent?alt=sse",
                           json=body, headers={"x-goog-api-key": sdkutil.API_KEY}, timeout=120) as stream:
