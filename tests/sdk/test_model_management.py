@@ -83,6 +83,17 @@ def test_pull_fills_the_hub_cache_and_serve_uses_it(hub, tmp_path, expected):
         stop_server(server)
 
 
+def test_a_processor_only_pull_leaves_the_weights_on_the_hub(hub, tmp_path):
+    """For a model an upstream engine runs: configs, tokenizer and chat template, no weights."""
+    env = hub_env(tmp_path / "hf")
+    done = glimpse("pull", REPO, "--processor-only", "--endpoint", hub.url, env=env)
+    assert done.returncode == 0, done.stderr
+    snapshot = Path(done.stdout.strip().splitlines()[-1])
+    assert sorted(p.name for p in snapshot.iterdir()) == [f for f in hub.files if not f.endswith(".safetensors")]
+    assert not any(file.endswith(".safetensors") for file, _ in hub.requests)
+    assert "the processor of glimpse-test/qwen-tiny is ready (qwen2_5_vl)" in done.stderr
+
+
 def test_an_interrupted_pull_resumes_where_it_stopped(hub, tmp_path):
     env = hub_env(tmp_path / "hf")
     weights = "model.safetensors"

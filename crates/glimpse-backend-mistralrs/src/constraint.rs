@@ -5,14 +5,9 @@ use glimpse_core::OutputConstraint;
 use mistralrs::Constraint;
 
 /// The engine's constraint for a request. `detection_schema` is the family's box-list schema when the request
-/// is a detection prompt; it applies unless the client gave a schema of its own (`{}` counts as none).
+/// is a detection prompt (see [`OutputConstraint::or_detection_schema`]).
 pub(crate) fn engine_constraint(requested: OutputConstraint, detection_schema: Option<serde_json::Value>) -> Constraint {
-    let constraint = match (requested, detection_schema) {
-        // The native form, so the answer always parses and its convention is known.
-        (OutputConstraint::None, Some(schema)) => OutputConstraint::JsonSchema(schema),
-        (OutputConstraint::JsonSchema(own), Some(schema)) if own == serde_json::json!({}) => OutputConstraint::JsonSchema(schema),
-        (other, _) => other,
-    };
+    let constraint = requested.or_detection_schema(detection_schema);
     match constraint {
         OutputConstraint::None => Constraint::None,
         OutputConstraint::JsonSchema(schema) => Constraint::JsonSchema(bounded_whitespace_json(schema)),

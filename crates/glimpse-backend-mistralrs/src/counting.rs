@@ -26,21 +26,7 @@ impl MistralRsEngine {
             return Ok(PromptTokens { text: ids.len() as u32, image: 0 });
         }
         let templated = model.detokenize(ids, false).await.map_err(failed)?;
-        let placeholder = family.image_placeholder();
-        let pieces: Vec<&str> = templated.split(placeholder).collect();
-        if pieces.len() != prepared.plans.len() + 1 {
-            return Err(GlimpseError::Engine(format!(
-                "the chat template placed {} image placeholders for {} images",
-                pieces.len() - 1,
-                prepared.plans.len()
-            )));
-        }
-        let mut expanded = String::with_capacity(templated.len());
-        for (piece, plan) in pieces.iter().zip(&prepared.plans) {
-            expanded.push_str(piece);
-            expanded.push_str(&family.expand_placeholder(plan));
-        }
-        expanded.push_str(pieces[pieces.len() - 1]);
+        let expanded = family.expand_placeholders(&templated, &prepared.plans)?;
         let ids = model.tokenize(Either::Right(expanded), None, false, false, None).await.map_err(failed)?;
         let image = ids.iter().filter(|t| **t == self.inner.image_token_id).count() as u32;
         Ok(PromptTokens { text: ids.len() as u32 - image, image })

@@ -7,7 +7,7 @@ use glimpse_core::grounding::{self, BoxConvention, ImageGeometry, MaskModel};
 use glimpse_core::media::ImageSource;
 use glimpse_core::{GenerationStream, GlimpseError};
 
-pub(crate) fn no_mask_model() -> GlimpseError {
+pub fn no_mask_model() -> GlimpseError {
     GlimpseError::FailedPrecondition(
         "This prompt asks for segmentation masks, and this server has no mask model: start it with \
          --mask-model <SAM or MobileSAM folder>, ask for boxes only (box_2d), or serve with --no-grounding to get \
@@ -18,7 +18,7 @@ pub(crate) fn no_mask_model() -> GlimpseError {
 
 /// The grounding adapter on a detection answer: native boxes → Gemini's, plus a mask per box from `masks`
 /// (run on a blocking thread: a SAM image encoder takes seconds on a CPU).
-pub(crate) fn to_gemini_detections(
+pub fn to_gemini_detections(
     stream: GenerationStream,
     convention: BoxConvention,
     geometry: ImageGeometry,

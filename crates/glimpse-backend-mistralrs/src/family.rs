@@ -144,6 +144,28 @@ impl Family {
         }
     }
 
+    /// A rendered chat template with every image placeholder expanded (in order, one plan each).
+    pub fn expand_placeholders(&self, templated: &str, plans: &[ImagePlan]) -> Result<String, GlimpseError> {
+        if plans.is_empty() {
+            return Ok(templated.to_string());
+        }
+        let pieces: Vec<&str> = templated.split(self.image_placeholder()).collect();
+        if pieces.len() != plans.len() + 1 {
+            return Err(GlimpseError::Engine(format!(
+                "the chat template placed {} image placeholders for {} images",
+                pieces.len() - 1,
+                plans.len()
+            )));
+        }
+        let mut expanded = String::with_capacity(templated.len());
+        for (piece, plan) in pieces.iter().zip(plans) {
+            expanded.push_str(piece);
+            expanded.push_str(&self.expand_placeholder(plan));
+        }
+        expanded.push_str(pieces[pieces.len() - 1]);
+        Ok(expanded)
+    }
+
     /// Whether messages go to the engine as typed parts (`{"type": "text"}` / `{"type": "image"}`) rather than one
     /// string: SmolVLM's chat template renders only typed content (a string's text would be dropped).
     pub fn typed_content(&self) -> bool {

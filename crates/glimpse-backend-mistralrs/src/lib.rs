@@ -12,6 +12,7 @@ mod engine;
 mod family;
 mod model_folder;
 mod probe;
+mod processor;
 mod prompt_builder;
 mod request;
 mod response;
@@ -23,6 +24,10 @@ pub use mistralrs::{IsqType, ModelDType};
 pub use family::{Family, ImagePlan};
 pub use model_folder::ModelFolder;
 pub use probe::Probe;
+pub use processor::LocalProcessor;
+pub use sampling::GenerationDefaults;
+pub use prompt_builder::PreparedPrompt;
+pub use detections::{no_mask_model, to_gemini_detections};
 
 /// Bytes of vision-encoder output each model keeps for images it has already seen (mistralrs's encoder cache,
 /// keyed by the image's pixels: `vendor/README.md`, eighth fix). One setting for the whole process; 0 keeps none.

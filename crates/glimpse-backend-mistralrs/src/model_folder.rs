@@ -54,6 +54,15 @@ fn read_optional_json(path: &Path) -> Result<Value, FolderError> {
 
 impl ModelFolder {
     pub fn open(dir: &Path) -> Result<Self, FolderError> {
+        Self::read(dir, true)
+    }
+
+    /// A folder for the processor only (a model another engine runs): the same files, weights not needed.
+    pub fn open_processor(dir: &Path) -> Result<Self, FolderError> {
+        Self::read(dir, false)
+    }
+
+    fn read(dir: &Path, weights: bool) -> Result<Self, FolderError> {
         if !dir.is_dir() {
             return Err(FolderError::NotADirectory(dir.to_path_buf()));
         }
@@ -66,11 +75,13 @@ impl ModelFolder {
             .map_err(|source| FolderError::Io { path: dir.to_path_buf(), source })?
             .filter_map(Result::ok)
             .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"));
-        if !has_weights {
+        if weights && !has_weights {
             return Err(FolderError::Missing { dir: dir.to_path_buf(), file: "*.safetensors" });
         }
         let tokenizer_config = read_json(&dir.join("tokenizer_config.json"))?;
-        if tokenizer_config.get("chat_template").is_none() && !dir.join("chat_template.json").is_file() {
+        // The processor reads `chat_template.jinja` too (`LocalProcessor::open`); the engine's loader does not.
+        let has_template = dir.join("chat_template.json").is_file() || (!weights && dir.join("chat_template.jinja").is_file());
+        if tokenizer_config.get("chat_template").is_none() && !has_template {
             return Err(FolderError::Missing { dir: dir.to_path_buf(), file: "chat_template (in tokenizer_config.json)" });
         }
         let config = read_json(&dir.join("config.json"))?;

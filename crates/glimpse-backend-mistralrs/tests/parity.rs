@@ -2,7 +2,8 @@
 //!
 //! `fixtures/expected/<model>.json` was produced by transformers (float32, eager attention) from the same folder
 //! by `scripts/fixtures/make_tiny_<family>.py`. For every case Glimpse must produce
-//! - exactly the same expanded prompt token ids, and the same prompt token count from `count_tokens`;
+//! - exactly the same expanded prompt token ids, and the same prompt token count from `count_tokens` (and from
+//!   the processor alone, without the weights: `LocalProcessor`, for models on an upstream engine);
 //! - first-position logits within `LOGIT_TOLERANCE`;
 //! - every greedy token of the reference, through mistralrs's cached decoding, with each step's
 //!   log-probability within `LOGPROB_TOLERANCE`. The fixtures keep every top-1/top-2 gap ≥ 0.22, so float
@@ -18,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
+use glimpse_backend_mistralrs::{LocalProcessor, LoadOptions, MistralRsEngine};
 use glimpse_core::collect;
 use glimpse_core::media::{ImageLimits, ImageSource};
 use glimpse_core::{
@@ -289,4 +290,38 @@ async fn greedy(engine: &MistralRsEngine, prompt: &Prompt, max_output_tokens: u3
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+}
+
+/// The model folder without its weights: every file but `*.safetensors`, copied into a temporary folder.
+fn processor_only(model: &str) -> tempfile::TempDir {
+    let source = repo_root().join("fixtures/models").join(model);
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "safetensors") {
+            continue;
+        }
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// The processor without weights (`LocalProcessor`, what a model on an upstream engine is counted with) counts
+/// every case of every family as transformers did, from the folder's config, tokenizer and chat template alone.
+#[test]
+fn the_processor_alone_counts_as_transformers() {
+    for model in ["qwen2_5_vl-tiny", "qwen3_vl-tiny", "gemma3-tiny", "idefics3-tiny"] {
+        let folder = processor_only(model);
+        let processor = LocalProcessor::open(folder.path()).unwrap_or_else(|e| panic!("{model}: {e}"));
+        let text = std::fs::read_to_string(repo_root().join(format!("fixtures/expected/{model}.json"))).unwrap();
+        let expected: Value = serde_json::from_str(&text).unwrap();
+        for case in expected["cases"].as_array().unwrap() {
+            let name = format!("{model}/{}", case["name"].as_str().unwrap());
+            let prompt = prompt_from_messages(&case["messages"]);
+            let counted = processor.count(&processor.prepare(&prompt).unwrap()).unwrap();
+            assert_eq!(counted.total() as u64, case["prompt_token_count"].as_u64().unwrap(), "{name}: prompt tokens");
+            let image: u64 = case["image_token_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+            assert_eq!(counted.image as u64, image, "{name}: image tokens");
+        }
+    }
 }

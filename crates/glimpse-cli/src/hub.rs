@@ -111,6 +111,8 @@ pub struct PullOptions {
     pub endpoint: Option<String>,
     /// Every file of the repository, not only what a model folder needs.
     pub all_files: bool,
+    /// The processor only (configs, tokenizer, chat template; no weights): for a model another engine runs.
+    pub processor_only: bool,
     /// Bytes per ranged request: the resume granularity of an interrupted download.
     pub chunk_bytes: usize,
     /// Ranged requests of one file in flight at once.
@@ -157,6 +159,7 @@ pub async fn pull(id: &HubId, options: &PullOptions) -> anyhow::Result<PathBuf> 
         .into_iter()
         .map(|s| s.rfilename)
         .filter(|name| options.all_files || is_model_file(name))
+        .filter(|name| !(options.processor_only && name.to_ascii_lowercase().ends_with(".safetensors")))
         .collect();
     if !files.iter().any(|f| f == "config.json") {
         bail!("{id} at {endpoint} has no config.json: it is not a model folder Glimpse can load");

@@ -68,6 +68,10 @@ struct PullArgs {
     /// Download every file of the repository, not only configs, tokenizer and safetensors weights.
     #[arg(long)]
     all_files: bool,
+    /// Only what Glimpse prepares requests with (configs, tokenizer, chat template), not the weights: for a
+    /// model that an upstream engine (vLLM, SGLang, llama-server, Ollama) runs; name it as `processor`.
+    #[arg(long, conflicts_with = "all_files")]
+    processor_only: bool,
     /// Bytes per ranged request; an interrupted download resumes from the last complete range.
     #[arg(long, default_value_t = 10_000_000)]
     chunk_bytes: usize,
@@ -451,10 +455,22 @@ async fn pull(args: PullArgs) -> anyhow::Result<()> {
     let options = hub::PullOptions {
         endpoint: args.endpoint,
         all_files: args.all_files,
+        processor_only: args.processor_only,
         chunk_bytes: args.chunk_bytes,
         connections: args.connections,
     };
     let folder = hub::pull(&id, &options).await?;
+    if args.processor_only {
+        match glimpse_backend_mistralrs::LocalProcessor::open(&folder) {
+            Ok(processor) => eprintln!(
+                "glimpse: the processor of {id} is ready ({}): name it as `processor` in a [[model]] with `upstream`",
+                processor.family().name()
+            ),
+            Err(reason) => eprintln!("glimpse: {id} was downloaded, but Glimpse cannot use it as a processor: {reason}"),
+        }
+        println!("{}", folder.display());
+        return Ok(());
+    }
     match glimpse_backend_mistralrs::ModelFolder::open(&folder) {
         Ok(model) => eprintln!("glimpse: {id} is ready ({}): glimpse serve --model {id}", model.family.name()),
         Err(reason) => eprintln!("glimpse: {id} was downloaded, but Glimpse cannot serve it: {reason}"),

@@ -11,11 +11,12 @@ use anyhow::Context;
 use glimpse_backend_mistralrs::{LoadOptions, MistralRsEngine};
 use glimpse_core::media::PixelCache;
 use glimpse_backend_toolkit::{salient::SalientMasks, ToolkitEngine};
+use glimpse_backend_upstream::{UpstreamConfig, UpstreamEngine};
 use glimpse_core::grounding::MaskModel;
 use glimpse_core::{Engine, ModelRegistry};
 use glimpse_masks::SamMasks;
 
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, Upstream};
 use crate::hub::{self, HubId};
 use crate::ModelArgs;
 
@@ -114,11 +115,20 @@ struct Plan {
     isq: Option<glimpse_backend_mistralrs::IsqType>,
     dtype: Option<glimpse_backend_mistralrs::ModelDType>,
     max_output_tokens: u32,
+    /// Set when another engine runs the model (`spec` is then its processor folder).
+    upstream: Option<Upstream>,
 }
 
 impl Plan {
     fn from_args(spec: &ModelSpec, args: &ModelArgs) -> Plan {
-        Plan { spec: spec.clone(), aliases: Vec::new(), isq: args.isq, dtype: args.dtype, max_output_tokens: args.max_output_tokens }
+        Plan {
+            spec: spec.clone(),
+            aliases: Vec::new(),
+            isq: args.isq,
+            dtype: args.dtype,
+            max_output_tokens: args.max_output_tokens,
+            upstream: None,
+        }
     }
 }
 
@@ -168,9 +178,28 @@ async fn load_engine(
         tracing::info!(model = %engine.info().id, "toolkit loaded");
         return Ok(Arc::new(engine));
     }
+    let name = plan.spec.name.clone().or(default_name);
+    if let Some(upstream) = &plan.upstream {
+        let config = UpstreamConfig {
+            name: name.unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())),
+            base_url: upstream.base_url.clone(),
+            upstream_model: upstream.model.clone(),
+            api_key: upstream.api_key.clone(),
+            max_output_tokens: plan.max_output_tokens,
+            max_concurrent: upstream.max_concurrent,
+            read_timeout: upstream.read_timeout,
+            grounding: !args.no_grounding,
+            structured_output: upstream.structured_output,
+            mask_model: masks,
+            pixel_cache,
+        };
+        let engine = UpstreamEngine::new(&dir, config).with_context(|| format!("reading the processor of {}", plan.spec.source))?;
+        tracing::info!(model = %engine.info().id, upstream = %upstream.base_url, "model on an upstream engine");
+        return Ok(Arc::new(engine));
+    }
     glimpse_backend_mistralrs::set_encoder_cache_bytes(args.encoder_cache_bytes);
     let options = LoadOptions {
-        name: plan.spec.name.clone().or(default_name),
+        name,
         force_cpu: args.cpu,
         max_output_tokens: plan.max_output_tokens,
         grounding: !args.no_grounding,
@@ -217,6 +246,7 @@ pub async fn registry(
             isq: model.isq.or(args.isq),
             dtype: model.dtype.or(args.dtype),
             max_output_tokens: model.max_output_tokens.unwrap_or(args.max_output_tokens),
+            upstream: model.upstream.clone(),
         });
     }
     if plans.is_empty() {

@@ -105,6 +105,10 @@ impl Engine for Admitted {
         self.inner.count_tokens(prompt).await
     }
 
+    async fn ready(&self) -> Result<(), GlimpseError> {
+        self.inner.ready().await
+    }
+
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
         let deadline = tokio::time::Instant::now() + self.config.request_timeout;
         let permit = match self.slots.clone().try_acquire_owned() {

@@ -68,6 +68,12 @@ pub trait Engine: Send + Sync {
     /// The prompt tokens `generate` would consume for this prompt, without running the model.
     async fn count_tokens(&self, prompt: &Prompt) -> Result<PromptTokens, GlimpseError>;
 
+    /// Whether the engine can take requests now (`/readyz`): an in-process model always can once loaded; a
+    /// model served by another engine only while that engine answers.
+    async fn ready(&self) -> Result<(), GlimpseError> {
+        Ok(())
+    }
+
     /// Starts generating. Errors found before the first token (validation, context length) come back here,
     /// not inside the stream, so the router can still answer with a plain HTTP error.
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError>;

@@ -70,6 +70,10 @@ impl Engine for Metered {
         self.inner.count_tokens(prompt).await
     }
 
+    async fn ready(&self) -> Result<(), GlimpseError> {
+        self.inner.ready().await
+    }
+
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
         let model = self.inner.info().id.clone();
         let in_flight = InFlight::start(&model);

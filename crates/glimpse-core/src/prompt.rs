@@ -116,6 +116,17 @@ pub enum OutputConstraint {
 }
 
 impl OutputConstraint {
+    /// What decoding is held to for a request whose detection prompt has the family's native box-list schema
+    /// `detection`: that schema, unless the client gave a schema of its own (`{}` counts as none). The native
+    /// form makes the answer always parse, with its box convention known.
+    pub fn or_detection_schema(self, detection: Option<serde_json::Value>) -> OutputConstraint {
+        match (self, detection) {
+            (OutputConstraint::None, Some(schema)) => OutputConstraint::JsonSchema(schema),
+            (OutputConstraint::JsonSchema(own), Some(schema)) if own == serde_json::json!({}) => OutputConstraint::JsonSchema(schema),
+            (other, _) => other,
+        }
+    }
+
     /// A regular expression that matches exactly one of `options`, for engines that constrain by regex.
     pub fn choice_regex(options: &[String]) -> String {
         let escaped: Vec<String> = options

@@ -117,6 +117,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.registry.engines().is_empty() {
         return unready("no model is loaded");
     }
+    for engine in state.registry.engines() {
+        match tokio::time::timeout(READINESS_TIMEOUT, engine.ready()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return unready(&format!("the engine serving model {} does not answer", engine.info().id)),
+        }
+    }
     if let Some(files) = &state.files {
         // A probe must answer quickly: storage slower than this counts as unreachable.
         match tokio::time::timeout(READINESS_TIMEOUT, files.check()).await {

@@ -108,6 +108,9 @@ pub use mistralrs_quant::{IsqBits, IsqType, MULTI_LORA_DELIMITER};
 pub use paged_attention::{MemoryGpuConfig, PagedAttentionConfig, PagedCacheType};
 // Glimpse patch: the server bounds every model's encoder cache in bytes.
 pub use paged_attention::encoder_cache::ENCODER_CACHE_BYTES;
+// Glimpse patch: a model's chat template applied without loading the model, for Glimpse's processor-only
+// backend (a model served by an upstream engine, counted and prepared here).
+pub use pipeline::chat_template::{apply_chat_template_to, ChatTemplateValue};
 // Glimpse patch: the Qwen-VL processors' one-pass patch layout, public so that Glimpse's benchmark times it.
 pub use vision_models::qwen_vl_patches::qwen_vl_patches;
 pub use pipeline::hf::{hf_home_dir, hf_hub_cache_dir, hf_token_path};
