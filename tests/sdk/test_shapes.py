@@ -119,6 +119,18 @@ def test_requests_sent_together_get_their_own_answers(client):
     assert together[-2:] == ["A red circle.", "1"]
 
 
+def test_stop_sequences_end_the_answer_before_them(client):
+    """As Gemini: the answer ends before the first stop sequence, which is never shown, unary or streamed, even
+    where the model writes it inside a longer token (" circle")."""
+    part = types.Part.from_bytes(data=RED_CIRCLE.png(), mime_type="image/png")
+    config = types.GenerateContentConfig(stop_sequences=["circle"])
+    r = client.models.generate_content(model=MODEL, contents=[part, "Caption this image."], config=config)
+    assert r.text == "A red "
+    assert r.candidates[0].finish_reason == types.FinishReason.STOP
+    chunks = [c.text or "" for c in client.models.generate_content_stream(model=MODEL, contents=[part, "Caption this image."], config=config)]
+    assert "".join(chunks) == "A red " and not any("c" in c for c in chunks), chunks
+
+
 def test_the_rendered_word_is_read(client):
     assert ask(client, RED_CIRCLE, "What word is written in the image?") == RED_CIRCLE.word
 

@@ -160,8 +160,8 @@ def test_generation_options_reach_the_engine(front):
     cut = ask(client, RED_CIRCLE, "Caption this image.", max_output_tokens=2)
     assert cut.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
     assert cut.usage_metadata.candidates_token_count == 2
-    stopped = ask(client, RED_CIRCLE, "Caption this image.", stop_sequences=["."])
-    assert stopped.text.strip() == "A red circle"
+    stopped = ask(client, RED_CIRCLE, "Caption this image.", stop_sequences=["circle"])
+    assert stopped.text.strip() == "A red"
     chosen = ask(client, RED_CIRCLE, "Is there a red circle?", response_mime_type="text/x.enum",
                  response_schema={"type": "STRING", "enum": ["No", "Yes"]})
     assert chosen.text == "Yes"

@@ -17,6 +17,7 @@ pub mod metered;
 pub mod output_schema;
 pub mod prompt;
 pub mod registry;
+pub mod stop_sequences;
 
 pub use answer::{answer_events, collect, AnswerEvent};
 pub use bundled::bundled_model_dir;

@@ -67,8 +67,9 @@ pub async fn start_generation(
 ) -> Result<(Arc<dyn Engine>, GenerationStream), ApiError> {
     let engine = resolve_model(state, model, version, method)?;
     let request = convert_generate_request(request, &state.limits, &state.remote_media(caller)).await?;
+    let stops = request.sampling.stop_sequences.clone();
     let stream = engine.generate(request).await?;
-    Ok((engine, stream))
+    Ok((engine, glimpse_core::stop_sequences::until_stop_sequence(stream, &stops)))
 }
 
 pub fn json_response(value: &impl serde::Serialize) -> Response {

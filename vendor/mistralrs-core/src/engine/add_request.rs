@@ -342,50 +342,10 @@ impl Engine {
 
                 (i.clone(), vec![])
             }
-            Some(StopTokens::Seqs(ref s)) => {
-                let mut stop_toks = Vec::new();
-                let mut stop_strings: Vec<String> = Vec::new();
-
-                let (tok_env, tokenizer) = {
-                    let pipeline = get_mut_arcmutex!(self.pipeline);
-                    let tok_env = pipeline.get_metadata().tok_env();
-                    let tokenizer = pipeline.tokenizer();
-                    (tok_env, tokenizer)
-                };
-
-                for stop_txt in s {
-                    let Some(tokenizer) = &tokenizer else {
-                        request
-                            .response
-                            .send(Response::ValidationError(
-                                "Completion requests require the pipeline to have a tokenizer"
-                                    .into(),
-                            ))
-                            .await
-                            .unwrap_or_else(|_| warn!("Receiver disconnected"));
-                        return;
-                    };
-                    let encoded = tokenizer.encode_fast(stop_txt.to_string(), true);
-                    let toks = handle_seq_error!(encoded, request.response)
-                        .get_ids()
-                        .to_vec();
-
-                    if toks.len() == 1 {
-                        if tok_env.as_ref().is_some_and(|tok_env| {
-                            let tok_trie = tok_env.tok_trie();
-                            tok_trie.has_extensions(tok_trie.token(toks[0]))
-                        }) {
-                            stop_strings.push(stop_txt.clone());
-                        } else {
-                            stop_toks.push(toks[0]);
-                        }
-                    } else {
-                        stop_strings.push(stop_txt.clone());
-                    }
-                }
-
-                (stop_toks, stop_strings)
-            }
+            // Glimpse patch: stop sequences are text, matched in the decoded answer. A sequence that encoded to
+            // one token was matched as that token's id only, which missed it inside other tokens ("circle" is
+            // not the " circle" a model writes after a word).
+            Some(StopTokens::Seqs(ref s)) => (Vec::new(), s.clone()),
         };
 
         let group = Arc::new(tokio::sync::Mutex::new(SequenceGroup::new(
