@@ -256,10 +256,10 @@ class RoundRobin:
         self.httpd.server_close()
 
 
-def start_llama_server(model: Path, mmproj: Path, api_key: str, context: int = 8192) -> Service:
+def start_llama_server(model: Path, mmproj: Path, api_key: str, context: int = 8192, extra: tuple = ("--jinja",)) -> Service:
     """llama.cpp's `llama-server` (built and cached by scripts/peer/llama-server.sh) serving a GGUF model and its
-    vision projector on a loopback port, with its chat template (`--jinja`) and an API key; four slots share
-    `context` tokens."""
+    vision projector on a loopback port with an API key and `extra` flags (default: the model's own chat template,
+    `--jinja`); four slots share `context` tokens."""
     root = Path(__file__).resolve().parents[2]
     binary = subprocess.run(
         [str(root / "scripts" / "peer" / "llama-server.sh")], check=True, capture_output=True, text=True
@@ -268,7 +268,7 @@ def start_llama_server(model: Path, mmproj: Path, api_key: str, context: int = 8
     port = free_port()
     log_path = folder / "llama-server.log"
     args = [binary, "-m", str(model), "--mmproj", str(mmproj), "--host", "127.0.0.1", "--port", str(port),
-            "--jinja", "-c", str(context), "-np", "4", "-t", "2", "--api-key", api_key]
+            *extra, "-c", str(context), "-np", "4", "-t", "2", "--api-key", api_key]
     proc = subprocess.Popen(args, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     service = Service("llama-server", f"http://127.0.0.1:{port}", proc, folder, log_path)
 

@@ -44,9 +44,24 @@ class Peer:
     stop: object
 
 
+def start_llama_server(**options) -> services.Service:
+    return services.start_llama_server(GGUF / "shapes.gguf", GGUF / "shapes-mmproj.gguf", PEER_KEY, **options)
+
+
+def shapes_template_for_llama_cpp(tmp: Path) -> tuple[str, ...]:
+    """llama-server's flags for `shapes`'s chat template without its newlines. llama-server feeds the assistant
+    header (`<|im_start|>assistant` and a newline) to its grammar before a constrained answer, and `shapes`'s
+    448-token vocabulary has no newline token, so with the template as it is every constrained request fails
+    ("Unexpected empty grammar stack after accepting piece: W (30)"; a published Qwen vocabulary has one). The
+    model never saw those newlines: its tokenizer drops what it cannot encode, so the prompt is the same."""
+    template = tmp / "shapes-chat-template.jinja"
+    template.write_text((sdkutil.ROOT / "models" / "shapes" / "chat_template.jinja").read_text().replace("\n", ""))
+    return ("--jinja", "--chat-template-file", str(template))
+
+
 def start_peer(kind: str, tmp: Path) -> Peer:
     if kind == "llama.cpp":
-        server = services.start_llama_server(GGUF / "shapes.gguf", GGUF / "shapes-mmproj.gguf", PEER_KEY)
+        server = start_llama_server(extra=shapes_template_for_llama_cpp(tmp))
         return Peer(kind, f"{server.url}/v1", server.stop)
     server = start_server(tmp, "peer", ["--model", MODEL, "--no-grounding", "--api-key", PEER_KEY])
     return Peer(kind, f"{server.url}/v1beta/openai", lambda: stop_server(server))
@@ -67,17 +82,11 @@ def start_front(tmp: Path, name: str, config: Path, key: str = PEER_KEY):
     return start_server(tmp, name, ["--config", str(config)], env={**os.environ, KEY_VARIABLE: key})
 
 
-# llama-server's grammar sampler fails every constrained request on this converted model (any JSON schema, even
-# `{"type": "json_object"}`: HTTP 500 "Unexpected empty grammar stack after accepting piece: W (30)"), so the
-# front sends it no schema (`structured_output = false`) and parses the model's own answer.
-UNCONSTRAINED = {"llama.cpp": "structured_output = false\n", "glimpse": ""}
-
-
 @pytest.fixture(scope="module", params=["llama.cpp", "glimpse"])
 def front(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"upstream-{request.param}")
     peer = start_peer(request.param, tmp)
-    server = start_front(tmp, "front", front_config(tmp, peer.base_url, extra=UNCONSTRAINED[request.param]))
+    server = start_front(tmp, "front", front_config(tmp, peer.base_url))
     yield server
     stop_server(server)
     peer.stop()
@@ -143,6 +152,9 @@ def test_tokens_are_counted_as_in_process(front, in_process):
     usage = ask(client, RED_CIRCLE, "Caption this image.").usage_metadata
     assert usage.prompt_token_count == counted
     assert usage.candidates_token_count >= 4  # "A red circle." and the end of turn, as the engine counted them
+    # The engine's own prompt count is the same (the front logs any difference): its processor took the image
+    # at the size Glimpse planned, so the boxes it answers are on the grid Glimpse converts from.
+    assert "counted the prompt differently" not in front.log_text(limit=1 << 20)
 
 
 def test_streams_are_reframed(front):
@@ -229,7 +241,7 @@ def test_an_engine_that_refuses_glimpses_key_is_503(tmp_path):
 def test_the_engines_own_refusal_reaches_the_client_as_400(tmp_path):
     """A request the engine refuses (here: a prompt longer than llama-server's context) is the client's to fix:
     400 with the engine's reason."""
-    server = services.start_llama_server(GGUF / "shapes.gguf", GGUF / "shapes-mmproj.gguf", PEER_KEY, context=2048)
+    server = start_llama_server(context=2048, extra=shapes_template_for_llama_cpp(tmp_path))
     front = start_front(tmp_path, "refused", front_config(tmp_path, f"{server.url}/v1"))
     try:
         r = generate_text(front.url, "circle " * 1000)  # within the model's 2,048 positions, beyond a slot's 512
@@ -237,6 +249,29 @@ def test_the_engines_own_refusal_reaches_the_client_as_400(tmp_path):
         assert "refused the request" in r.json()["error"]["message"]
     finally:
         stop_server(front)
+        server.stop()
+
+
+def test_an_engine_that_cannot_constrain_is_sent_no_schema(tmp_path):
+    """With `structured_output = false` the front sends no `response_format`, and still answers detections in
+    Gemini's form from the model's own box list. The engine here refuses every schema (the model's template as it
+    is: see `shapes_template_for_llama_cpp`)."""
+    server = start_llama_server()
+    with_schema = start_front(tmp_path, "schema", front_config(tmp_path, f"{server.url}/v1"))
+    config = tmp_path / "unconstrained.toml"
+    config.write_text(front_config(tmp_path, f"{server.url}/v1", extra="structured_output = false\n").read_text())
+    without = start_front(tmp_path, "no-schema", config)
+    prompt = f"Detect the red circle. {scenes.GEMINI_BOX}"
+    try:
+        with pytest.raises(errors.APIError) as refused:
+            ask(sdkutil.make_client(with_schema.url), RED_CIRCLE, prompt)
+        assert refused.value.code == 503
+        found = json.loads(ask(sdkutil.make_client(without.url), RED_CIRCLE, prompt).text)
+        assert [item["label"] for item in found] == ["red circle"]
+        assert_covers(found[0]["box_2d"], RED_CIRCLE, RED_CIRCLE.objects[0])
+    finally:
+        stop_server(without)
+        stop_server(with_schema)
         server.stop()
 
 
