@@ -156,6 +156,24 @@ impl Blobs {
         }
     }
 
+    /// Deletes every object whose key starts with `prefix/`: what a process killed while writing may have left
+    /// under an upload's own prefix without a row naming it.
+    pub async fn delete_under(&self, prefix: &str) -> Result<(), GlimpseError> {
+        let prefix = self.path(prefix)?;
+        let mut listed = self.store.list(Some(&prefix));
+        while let Some(meta) = listed.next().await {
+            match meta {
+                Ok(meta) => match self.store.delete(&meta.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(blob_error("deleting", e)),
+                },
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(blob_error("listing", e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the store answers (for `/readyz`): a lookup of an object that need not exist.
     pub async fn check(&self) -> Result<(), GlimpseError> {
         match self.store.head(&self.path("glimpse-readiness-probe")?).await {

@@ -69,8 +69,9 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX IF NOT EXISTS uploads_by_file ON uploads (project, file_id)",
     ],
     // 2: uploads in progress live in the blob store, one object per chunk, so that any replica can take the
-    // next chunk; a replica finalizing an upload claims it first. Uploads begun before this version kept their
-    // bytes in one machine's staging folder, which no longer exists: they are dropped (clients start again).
+    // next chunk; a replica finalizing an upload claims it first (`finalizing`: the time of its lease, 0 if
+    // none). Uploads begun before this version kept their bytes in one machine's staging folder, which no longer
+    // exists: they are dropped (clients start again).
     &[
         "CREATE TABLE upload_chunks (
             upload_id TEXT NOT NULL,
@@ -396,14 +397,29 @@ impl Db {
         rows.iter().map(read).collect::<Result<_, _>>().map_err(storage)
     }
 
-    /// Claims an upload of `received` bytes for finalizing (or releases the claim): whether this call got it.
-    pub async fn set_finalizing(&self, upload_id: &str, received: u64, finalizing: bool) -> Result<bool, GlimpseError> {
-        let (from, to) = if finalizing { (0i64, 1i64) } else { (1, 0) };
-        let done = sqlx::query("UPDATE uploads SET finalizing = $1 WHERE id = $2 AND finalizing = $3 AND received = $4")
-            .bind(to)
+    /// Claims an upload of `received` bytes for finalizing, as a lease stamped `now_ms` (the `finalizing` column;
+    /// 0: unclaimed). A claim older than `stale_before_ms` belongs to a finalizer that died (its process was
+    /// killed) and is taken over. Whether this call got it.
+    pub async fn claim_finalizing(&self, upload_id: &str, received: u64, now_ms: i64, stale_before_ms: i64) -> Result<bool, GlimpseError> {
+        let done = sqlx::query(
+            "UPDATE uploads SET finalizing = $1 WHERE id = $2 AND received = $3 AND (finalizing = 0 OR finalizing < $4)",
+        )
+        .bind(now_ms)
+        .bind(upload_id)
+        .bind(to_i64(received))
+        .bind(stale_before_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(storage)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves this finalizer's lease from `stamp` to `now_ms` (or back to unclaimed with 0): whether it still had it.
+    pub async fn renew_finalizing(&self, upload_id: &str, stamp: i64, now_ms: i64) -> Result<bool, GlimpseError> {
+        let done = sqlx::query("UPDATE uploads SET finalizing = $1 WHERE id = $2 AND finalizing = $3")
+            .bind(now_ms)
             .bind(upload_id)
-            .bind(from)
-            .bind(to_i64(received))
+            .bind(stamp)
             .execute(&self.pool)
             .await
             .map_err(storage)?;

@@ -66,7 +66,12 @@ const SNIFF_BYTES: usize = 64 * 1024;
 
 /// A chunk's blob: unique per attempt, so two replicas given the same chunk never write the same object.
 fn chunk_key(upload_id: &str, start: u64) -> String {
-    format!("uploads/{upload_id}/{start:020}-{}", ids::new_file_id())
+    format!("{}/{start:020}-{}", upload_prefix(upload_id), ids::new_file_id())
+}
+
+/// Where an upload's chunks live, and nothing else.
+fn upload_prefix(upload_id: &str) -> String {
+    format!("uploads/{upload_id}")
 }
 
 /// A file's blob: unique per upload, so a name used again after expiry never shares a blob with the old file.
@@ -231,18 +236,14 @@ impl FileStore {
                 )));
             }
         }
-        if !self.db.set_finalizing(&session.id, session.received, true).await? {
-            return Err(GlimpseError::FailedPrecondition(
-                "Another request is writing to or finalizing this upload; send one request at a time.".into(),
-            ));
-        }
+        let lease = FinalizeLease::claim(&self.db, session).await?;
         let key = file_key(&session.project, &session.id);
-        let assembled = self.assemble(session, &key).await;
+        let assembled = lease.hold_while(self.assemble(session, &key)).await;
         let (sha256, head) = match assembled {
             Ok(done) => done,
             Err(e) => {
                 let _ = self.blobs.delete(&key).await;
-                let _ = self.db.set_finalizing(&session.id, session.received, false).await;
+                lease.release().await;
                 return Err(e);
             }
         };
@@ -310,11 +311,17 @@ impl FileStore {
                 self.blobs.write(key, futures::stream::empty::<Result<Bytes, GlimpseError>>(), |_| Ok(())).await?;
             }
             [only] => {
-                let mut pieces = self.blobs.stream(&only.blob_key).await?;
+                // A finalize that was killed after the move left the bytes at `key` already.
+                let (mut pieces, moved) = match self.blobs.stream(&only.blob_key).await {
+                    Ok(pieces) => (pieces, false),
+                    Err(e) => (self.blobs.stream(key).await.map_err(|_| e)?, true),
+                };
                 while let Some(piece) = pieces.next().await {
                     note(&piece?);
                 }
-                self.blobs.rename(&only.blob_key, key).await?;
+                if !moved {
+                    self.blobs.rename(&only.blob_key, key).await?;
+                }
             }
             many => {
                 let mut sources = Vec::with_capacity(many.len());
@@ -333,11 +340,16 @@ impl FileStore {
     /// Ends an upload without a file: its row, its chunk rows and their blobs. Whether this call ended it
     /// (another replica, or a finalize, may have been first).
     pub async fn discard(&self, session: &UploadSession) -> Result<bool, GlimpseError> {
-        let chunks = self.db.chunks(&session.id).await?;
         let ended = self.db.delete_upload(&session.id).await?;
         if ended {
-            for chunk in chunks {
-                self.blobs.delete(&chunk.blob_key).await?;
+            // Every chunk blob lives under the upload's prefix: the listed ones, and one a killed process wrote
+            // without recording it.
+            self.blobs.delete_under(&upload_prefix(&session.id)).await?;
+            // The file a killed finalize assembled without publishing it (a published one has its row).
+            let key = file_key(&session.project, &session.id);
+            let published = self.db.file(&session.project, &session.file_id).await?;
+            if published.and_then(|file| file.blob_key).as_deref() != Some(key.as_str()) {
+                self.blobs.delete(&key).await?;
             }
         }
         Ok(ended)
@@ -428,6 +440,56 @@ impl FileStore {
         }
         removed += self.db.delete_expired_interactions(now).await? as usize;
         Ok(removed)
+    }
+}
+
+/// How long a finalize's claim on an upload holds without being renewed: a finalizer renews it every third of
+/// this while it assembles the file, so a claim this old belongs to a process that died, and a retried finalize
+/// takes it over instead of being refused until the upload expires.
+const FINALIZE_LEASE_MS: i64 = 10_000;
+
+/// One finalize's claim on an upload (see [`FINALIZE_LEASE_MS`]).
+struct FinalizeLease<'a> {
+    db: &'a Db,
+    upload_id: String,
+    stamp: std::sync::atomic::AtomicI64,
+}
+
+impl<'a> FinalizeLease<'a> {
+    async fn claim(db: &'a Db, session: &UploadSession) -> Result<FinalizeLease<'a>, GlimpseError> {
+        let now = now_ms();
+        if !db.claim_finalizing(&session.id, session.received, now, now - FINALIZE_LEASE_MS).await? {
+            return Err(GlimpseError::FailedPrecondition(
+                "Another request is writing to or finalizing this upload; send one request at a time.".into(),
+            ));
+        }
+        Ok(FinalizeLease { db, upload_id: session.id.clone(), stamp: now.into() })
+    }
+
+    /// Runs `work`, renewing the lease every third of its length meanwhile.
+    async fn hold_while<T>(&self, work: impl std::future::Future<Output = Result<T, GlimpseError>>) -> Result<T, GlimpseError> {
+        use std::sync::atomic::Ordering;
+        let renew = async {
+            let every = std::time::Duration::from_millis((FINALIZE_LEASE_MS / 3) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let (stamp, now) = (self.stamp.load(Ordering::SeqCst), now_ms());
+                match self.db.renew_finalizing(&self.upload_id, stamp, now).await {
+                    Ok(true) => self.stamp.store(now, Ordering::SeqCst),
+                    Ok(false) => return GlimpseError::FailedPrecondition("Another request took over finalizing this upload.".into()),
+                    Err(e) => return e,
+                }
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            lost = renew => Err(lost),
+        }
+    }
+
+    async fn release(&self) {
+        let stamp = self.stamp.load(std::sync::atomic::Ordering::SeqCst);
+        let _ = self.db.renew_finalizing(&self.upload_id, stamp, 0).await;
     }
 }
 
