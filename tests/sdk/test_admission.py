@@ -187,3 +187,33 @@ def test_a_client_that_goes_away_frees_its_slot(tmp_path, surface):
         assert time.monotonic() - start < 1.0, f"{surface}: waited {time.monotonic() - start:.2f} s"
     finally:
         stop_server(server)
+
+
+@pytest.mark.parametrize("per_key", [True, False])
+def test_one_key_cannot_starve_another(tmp_path, per_key):
+    """One slot; key A sends three long answers (about two seconds each), then key B one short request. With
+    --max-concurrent-per-key 1 B is served after A's running answer; without it, after all three of A's."""
+    fair = ["--max-concurrent-per-key", "1"] if per_key else []
+    server = start_server(tmp_path, f"fair-{per_key}", ["--max-concurrent", "1", "--api-key", "key-a,key-b", *fair])
+    try:
+        results: list = [None] * 3
+        a = [threading.Thread(target=lambda n=n: results.__setitem__(n, httpx.post(
+            f"{server.url}/v1beta/models/m:generateContent", json=LONG, headers={"x-goog-api-key": "key-a"}, timeout=120)))
+            for n in range(3)]
+        for thread in a:
+            thread.start()
+            time.sleep(0.1)  # A's requests arrive in order, all before B's
+        start = time.monotonic()
+        r = httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=sdkutil.SHORT_ANSWER,
+                       headers={"x-goog-api-key": "key-b"}, timeout=120)
+        waited = time.monotonic() - start
+        for thread in a:
+            thread.join()
+        assert r.status_code == 200 and all(x.status_code == 200 for x in results), r.text
+        one_long = min(x.elapsed.total_seconds() for x in results)
+        if per_key:
+            assert waited < 1.5 * one_long, f"B waited {waited:.1f} s; one long answer takes {one_long:.1f} s"
+        else:
+            assert waited > 2 * one_long, f"B waited {waited:.1f} s; one long answer takes {one_long:.1f} s"
+    finally:
+        stop_server(server)

@@ -175,6 +175,10 @@ struct AdmissionArgs {
     /// Requests that may wait for a model beyond those it works on; more are answered 429 at once.
     #[arg(long, env = "GLIMPSE_MAX_QUEUE", default_value_t = AdmissionConfig::default().max_queue)]
     max_queue: usize,
+    /// Generations one API key may have running or waiting per model; its further requests wait in a line of
+    /// their own, so one key cannot starve the others (default: no per-key line).
+    #[arg(long, env = "GLIMPSE_MAX_CONCURRENT_PER_KEY")]
+    max_concurrent_per_key: Option<usize>,
     /// Seconds a request may wait for its model before it is answered 429.
     #[arg(long, env = "GLIMPSE_MAX_QUEUE_WAIT", default_value_t = AdmissionConfig::default().max_wait.as_secs_f64())]
     max_queue_wait: f64,
@@ -199,6 +203,7 @@ impl AdmissionArgs {
             max_queue: self.max_queue,
             max_wait: seconds(self.max_queue_wait, "--max-queue-wait")?,
             request_timeout: seconds(self.request_timeout, "--request-timeout")?,
+            max_concurrent_per_key: self.max_concurrent_per_key,
         })
     }
 
@@ -436,7 +441,7 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
     };
     let sampling = SamplingOptions { max_output_tokens: args.max_tokens, ..Default::default() };
     let constraint = if args.json { OutputConstraint::JsonSchema(serde_json::json!({})) } else { OutputConstraint::None };
-    let request = GenerateRequest { prompt, sampling, constraint };
+    let request = GenerateRequest { prompt, sampling, constraint, caller: None };
     let (text, _, _) = collect(engine.generate(request).await?).await?;
     println!("{text}");
     if let Some(out) = &args.annotate {

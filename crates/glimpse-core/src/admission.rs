@@ -5,14 +5,19 @@
 //! until its stream ends or is dropped (a client gone frees it). A generation still running `request_timeout`
 //! after it arrived is stopped and ends with [`GlimpseError::DeadlineExceeded`] (504, or an error event in a
 //! stream that has started).
+//!
+//! With `max_concurrent_per_key`, each caller (API key) has its own line in front of the model's: a key holds
+//! at most that many slots and places in the model's queue, so one key sending hundreds of requests waits
+//! behind itself, and another key's request is served after at most that many of them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{Engine, GenerationStream, ModelInfo, PromptTokens};
 use crate::error::GlimpseError;
@@ -29,6 +34,8 @@ pub struct AdmissionConfig {
     pub max_wait: Duration,
     /// How long a generation may take from its arrival (waiting included) to its last token.
     pub request_timeout: Duration,
+    /// Slots (running or waiting in the model's queue) one caller may hold per model; `None`: no per-key line.
+    pub max_concurrent_per_key: Option<usize>,
 }
 
 impl Default for AdmissionConfig {
@@ -38,6 +45,7 @@ impl Default for AdmissionConfig {
             max_queue: 256,
             max_wait: Duration::from_secs(60),
             request_timeout: Duration::from_secs(600),
+            max_concurrent_per_key: None,
         }
     }
 }
@@ -47,12 +55,15 @@ pub struct Admitted {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     config: AdmissionConfig,
+    /// Each caller's line (with `max_concurrent_per_key`); a line nobody holds or waits in is dropped.
+    lines: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Admitted {
     pub fn wrap(inner: Arc<dyn Engine>, config: AdmissionConfig) -> Arc<dyn Engine> {
         let slots = config.max_concurrent.unwrap_or(inner.info().concurrency).max(1);
-        Arc::new(Admitted { inner, slots: Arc::new(Semaphore::new(slots)), waiting: AtomicUsize::new(0), config })
+        let slots = Arc::new(Semaphore::new(slots));
+        Arc::new(Admitted { inner, slots, waiting: AtomicUsize::new(0), config, lines: Mutex::default() })
     }
 
     fn deadline_exceeded(&self) -> GlimpseError {
@@ -110,34 +121,63 @@ impl Engine for Admitted {
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
-        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
-        let permit = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.config.max_queue {
-                    self.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Err(self.refuse("the queue is full"));
-                }
-                metrics::gauge!("glimpse_queue_depth", "model" => self.inner.info().id.clone()).increment(1.0);
-                let _waiting = Waiting(self);
-                let wait = self.config.max_wait.min(self.config.request_timeout);
-                match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_)) => return Err(GlimpseError::Unavailable("The model is shutting down.".into())),
-                    Err(_) => return Err(self.refuse("no slot freed up in time")),
-                }
-            }
+        let now = tokio::time::Instant::now();
+        let deadline = now + self.config.request_timeout;
+        let wait_until = now + self.config.max_wait.min(self.config.request_timeout);
+        // The caller's own line first (holding a place in it), then the model's.
+        let line = self.line_of(request.caller.as_deref());
+        let in_line = match &line {
+            Some(line) => Some(self.take(line, wait_until).await?),
+            None => None,
         };
+        let permit = self.take(&self.slots, wait_until).await?;
         let stream = match tokio::time::timeout_at(deadline, self.inner.generate(request)).await {
             Ok(started) => started?,
             Err(_) => return Err(self.deadline_exceeded()),
         };
         let exceeded = self.deadline_exceeded();
+        let held_slots = HeldSlots { _model: permit, _caller: in_line };
         let held = stream.map(move |event| {
-            let _slot = &permit;
+            let _slots = &held_slots;
             event
         });
         Ok(until_deadline(Box::pin(held), deadline, exceeded))
+    }
+}
+
+/// What a running generation holds until its stream ends. Fields drop in order: the model's slot before the
+/// caller's place, so a request of another caller already waiting for the model goes before this caller's next.
+struct HeldSlots {
+    _model: OwnedSemaphorePermit,
+    _caller: Option<OwnedSemaphorePermit>,
+}
+
+impl Admitted {
+    /// A permit of `slots`, waiting (as one of the model's `max_queue`) until `until` at most.
+    async fn take(&self, slots: &Arc<Semaphore>, until: tokio::time::Instant) -> Result<OwnedSemaphorePermit, GlimpseError> {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.config.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(self.refuse("the queue is full"));
+        }
+        metrics::gauge!("glimpse_queue_depth", "model" => self.inner.info().id.clone()).increment(1.0);
+        let _waiting = Waiting(self);
+        match tokio::time::timeout_at(until, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(GlimpseError::Unavailable("The model is shutting down.".into())),
+            Err(_) => Err(self.refuse("no slot freed up in time")),
+        }
+    }
+
+    /// The caller's line, made on first use; lines no request holds are dropped on the way (a server that
+    /// has seen many keys keeps only the busy ones).
+    fn line_of(&self, caller: Option<&str>) -> Option<Arc<Semaphore>> {
+        let (per_key, caller) = (self.config.max_concurrent_per_key?, caller?);
+        let mut lines = self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        lines.retain(|_, line| Arc::strong_count(line) > 1 || line.available_permits() < per_key);
+        Some(lines.entry(caller.to_string()).or_insert_with(|| Arc::new(Semaphore::new(per_key.max(1)))).clone())
     }
 }
 

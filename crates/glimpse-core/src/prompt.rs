@@ -151,6 +151,8 @@ pub struct GenerateRequest {
     pub prompt: Prompt,
     pub sampling: SamplingOptions,
     pub constraint: OutputConstraint,
+    /// Who asks (the API key's project): admission's per-key line. `None`: a request of the server itself.
+    pub caller: Option<String>,
 }
 
 #[cfg(test)]

@@ -66,7 +66,8 @@ pub async fn start_generation(
     request: GenerateContentRequest,
 ) -> Result<(Arc<dyn Engine>, GenerationStream), ApiError> {
     let engine = resolve_model(state, model, version, method)?;
-    let request = convert_generate_request(request, &state.limits, &state.remote_media(caller)).await?;
+    let mut request = convert_generate_request(request, &state.limits, &state.remote_media(caller)).await?;
+    request.caller = Some(caller.project.clone());
     let stops = request.sampling.stop_sequences.clone();
     let stream = engine.generate(request).await?;
     Ok((engine, glimpse_core::stop_sequences::until_stop_sequence(stream, &stops)))

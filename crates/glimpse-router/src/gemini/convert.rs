@@ -38,7 +38,7 @@ pub async fn convert_generate_request(
         None => None,
     };
     let turns = convert_contents(request.contents, limits, remote).await?;
-    Ok(GenerateRequest { prompt: Prompt { system, turns, media_resolution }, sampling, constraint })
+    Ok(GenerateRequest { prompt: Prompt { system, turns, media_resolution }, sampling, constraint, caller: None })
 }
 
 /// Converts `contents` (also used by countTokens).
