@@ -169,12 +169,7 @@ impl Engine for MistralRsEngine {
         };
         let prepared = Arc::new(self.prepare(&request.prompt)?);
         let prompt_tokens = self.count_prepared(&prepared).await?;
-        let limit = self.info.input_token_limit;
-        if prompt_tokens.total() >= limit {
-            return Err(GlimpseError::PromptTooLong { count: prompt_tokens.total(), limit });
-        }
-        let room = limit - prompt_tokens.total();
-        let max_len = request.sampling.max_output_tokens.unwrap_or(self.info.output_token_limit).min(self.info.output_token_limit).min(room);
+        let max_len = self.info.output_budget(prompt_tokens, request.sampling.max_output_tokens)?;
         let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
         let convention = self.inner.folder.family.box_convention();
         let subject = request.prompt.subject_image().filter(|_| detection);

@@ -123,13 +123,7 @@ impl Engine for UpstreamEngine {
         };
         let prepared = Arc::new(self.processor.prepare(prompt)?);
         let prompt_tokens = self.processor.count(&prepared)?;
-        let limit = self.info.input_token_limit;
-        if prompt_tokens.total() >= limit {
-            return Err(GlimpseError::PromptTooLong { count: prompt_tokens.total(), limit });
-        }
-        let room = limit - prompt_tokens.total();
-        let max_tokens =
-            request.sampling.max_output_tokens.unwrap_or(self.info.output_token_limit).min(self.info.output_token_limit).min(room);
+        let max_tokens = self.info.output_budget(prompt_tokens, request.sampling.max_output_tokens)?;
         let convention = self.processor.family().box_convention();
         let subject = prompt.subject_image().filter(|_| detection);
         let geometry = subject.and_then(|(index, _)| prepared.image_geometry(index));

@@ -23,6 +23,19 @@ pub struct ModelInfo {
     pub concurrency: usize,
 }
 
+impl ModelInfo {
+    /// The output tokens a generation may take: what the client asked for (else the model's limit), within
+    /// the model's output limit and the room the prompt leaves in its context. A prompt that fills the context
+    /// is refused before any work.
+    pub fn output_budget(&self, prompt: PromptTokens, requested: Option<u32>) -> Result<u32, GlimpseError> {
+        let limit = self.input_token_limit;
+        if prompt.total() >= limit {
+            return Err(GlimpseError::PromptTooLong { count: prompt.total(), limit });
+        }
+        Ok(requested.unwrap_or(self.output_token_limit).min(self.output_token_limit).min(limit - prompt.total()))
+    }
+}
+
 /// Prompt tokens split by modality, as the model really consumes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PromptTokens {
