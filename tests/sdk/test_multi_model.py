@@ -19,7 +19,9 @@ def two_models(tmp_path_factory):
         tmp_path_factory.mktemp("two"),
         "two-models",
         ["--model", f"fast={model}", "--model", f"careful={model}",
-         "--alias", "gemini-2.0-flash=fast", "--alias", "gemini-3-flash-preview=careful"],
+         "--alias", "gemini-2.0-flash=fast", "--alias", "gemini-3-flash-preview=careful",
+         # The fixture model's context is 1,024 tokens: Gemini's minimum cache would fill it.
+         "--cache-min-tokens", "16"],
     )  # fmt: skip
     yield server
     stop_server(server)
@@ -133,3 +135,20 @@ def test_families_count_and_answer_like_their_references(four_families, alias, n
     )
     assert response.model_version == name
     sdkutil.assert_reference_text(response.text, case)
+
+
+def test_a_cache_serves_only_the_model_it_was_made_for(two_models):
+    """As upstream: a cache made for one model is 400 INVALID_ARGUMENT with another (an alias of the same model
+    is the same model)."""
+    client = sdkutil.make_client(two_models.url)
+    instruction = "Name the colour of the square and nothing else. " * 4
+    cache = client.caches.create(model="fast", config=types.CreateCachedContentConfig(system_instruction=instruction))
+    assert cache.usage_metadata.total_token_count >= 16
+    config = types.GenerateContentConfig(cached_content=cache.name, max_output_tokens=3)
+    for name in ("fast", "gemini-2.0-flash"):
+        answer = client.models.generate_content(model=name, contents="Which colour?", config=config)
+        assert answer.usage_metadata.cached_content_token_count == cache.usage_metadata.total_token_count
+    with pytest.raises(errors.ClientError) as ei:
+        client.models.generate_content(model="careful", contents="Which colour?", config=config)
+    assert (ei.value.code, ei.value.status) == (400, "INVALID_ARGUMENT")
+    assert "has to be the same" in ei.value.message

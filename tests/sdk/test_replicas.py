@@ -302,3 +302,63 @@ def test_sigterm_lets_a_streamed_answer_finish(tmp_path, shared_storage):
         assert "drained" in server.log_text()
     finally:
         stop_server(server)
+
+
+def test_batches_and_caches_move_between_replicas(tmp_path, shared_storage):
+    """Two toolkit replicas on PostgreSQL and S3: a cache made through one answers through the other; a file batch
+    made through one is run by whichever claims it, and when the replica made it is killed mid-job the other
+    finishes the job; its results file (in S3) downloads through the survivor with every request answered once."""
+    database, blob_url, _ = shared_storage.new_group("batch-pair")
+    servers = [
+        _start_server(tmp_path, f"toolkit-{i}", [*KEYS, "--database-url", database, "--blob-url", blob_url],
+                      shared_storage.env(), fixture_model=False)
+        for i in range(2)
+    ]
+    try:
+        first, second = (client_for(s.url) for s in servers)
+        photos = ["eagle.jpg", "giraffe.jpg", "horses.jpg", "dog.jpg"]
+        parts = [types.Part.from_bytes(data=(sdkutil.ROOT / "fixtures/photos" / p).read_bytes(), mime_type="image/jpeg")
+                 for p in photos]
+        cache = first.caches.create(model="toolkit", config=types.CreateCachedContentConfig(
+            contents=[types.Content(role="user", parts=parts)], ttl="600s"))
+        detect = "Detect the objects in the image, box_2d"
+        answer = second.models.generate_content(model="toolkit", contents=detect,
+                                                config=types.GenerateContentConfig(cached_content=cache.name))
+        assert "dog" in answer.text
+        assert answer.usage_metadata.cached_content_token_count == cache.usage_metadata.total_token_count
+        second.caches.delete(name=cache.name)
+        assert error_of(lambda: first.caches.get(name=cache.name)).code == 404
+
+        total = 24
+        lines = [json.dumps({"key": f"k{i}", "request": {"contents": [{"parts": [
+            {"inline_data": {"mime_type": "image/jpeg",
+                             "data": sdkutil.b64((sdkutil.ROOT / "fixtures/photos" / photos[i % 4]).read_bytes())}},
+            {"text": detect}]}]}}) for i in range(total)]
+        source = tmp_path / "requests.jsonl"
+        source.write_text("\n".join(lines) + "\n")
+        uploaded = first.files.upload(file=source, config={"mime_type": "jsonl"})
+        name = first.batches.create(model="toolkit", src=uploaded.name).name
+        deadline = time.monotonic() + 120
+        while True:
+            stats = httpx.get(f"{servers[1].url}/v1beta/{name}", headers={"x-goog-api-key": "alpha-key"}).json()
+            if int(stats["metadata"]["batchStats"]["successfulRequestCount"]) >= 3:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        servers[0].proc.kill()
+        servers[0].proc.wait(timeout=10)
+
+        deadline = time.monotonic() + 240
+        while (job := second.batches.get(name=name)).state.name != "JOB_STATE_SUCCEEDED":
+            assert job.state.name in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"), job.state
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        results = [json.loads(line) for line in second.files.download(file=job.dest.file_name).decode().splitlines()]
+        assert [r["key"] for r in results] == [f"k{i}" for i in range(total)]
+        assert all("dog" in r["response"]["candidates"][0]["content"]["parts"][0]["text"]
+                   for r in results if r["key"] in {f"k{i}" for i in range(3, total, 4)})
+        beta = client_for(servers[1].url, "beta-key")
+        assert error_of(lambda: beta.batches.get(name=name)).code == 403
+    finally:
+        for server in servers:
+            stop_server(server)

@@ -145,3 +145,45 @@ def test_openai_chat_completions_caption(shapes_url):
         {"type": "text", "text": "Caption this image."},
     ]}])
     assert r.choices[0].message.content.strip() == "A red circle."
+
+
+def test_a_prefix_hit_answers_as_the_full_prompt(tmp_path):
+    """The engine keeps finished answers' attention state (`--prefix-cache-entries`, on by default for Qwen2.5-VL)
+    and continues a later prompt that begins the same way from it: several questions about one picture, the same
+    request again, a conversation's next turn, the picture under another system instruction, and a
+    `cachedContent`. Every answer must be the one a server without that reuse gives."""
+    servers = {reuse: start_server(tmp_path, f"reuse-{reuse}", [
+        "--model", MODEL, "--cache-min-tokens", "16", "--prefix-cache-entries", "16" if reuse else "0"])
+        for reuse in (True, False)}
+    try:
+        answers = {}
+        for reuse, server in servers.items():
+            c = sdkutil.make_client(server.url)
+            got = []
+            for index in range(2):
+                scene = scenes.make_scene(TEST_SEED, index)
+                picture = types.Part.from_bytes(data=scene.png(), mime_type="image/png")
+                plain = types.GenerateContentConfig(temperature=0)
+                for system in ("You answer questions about pictures of shapes.", "Answer briefly."):
+                    config = types.GenerateContentConfig(temperature=0, system_instruction=system)
+                    for question in ("What shapes are in this picture?", "How many shapes are there?",
+                                     "How many shapes are there?", "Detect the shapes, box_2d"):
+                        got.append(c.models.generate_content(model=MODEL, contents=[picture, question], config=config).text)
+                first = c.models.generate_content(model=MODEL, contents=[picture, "What shapes are in this picture?"],
+                                                  config=plain).text
+                turn = [types.Content(role="user", parts=[picture, types.Part.from_text(text="What shapes are in this picture?")]),
+                        types.Content(role="model", parts=[types.Part.from_text(text=first)]),
+                        types.Content(role="user", parts=[types.Part.from_text(text="How many shapes are there?")])]
+                got.append(c.models.generate_content(model=MODEL, contents=turn, config=plain).text)
+                cache = c.caches.create(model=MODEL, config=types.CreateCachedContentConfig(
+                    contents=[types.Content(role="user", parts=[picture])], system_instruction="Answer briefly."))
+                for question in ("How many shapes are there?", "Detect the shapes, box_2d"):
+                    reply = c.models.generate_content(model=MODEL, contents=question, config=types.GenerateContentConfig(
+                        temperature=0, cached_content=cache.name))
+                    assert reply.usage_metadata.cached_content_token_count == cache.usage_metadata.total_token_count
+                    got.append(reply.text)
+            answers[reuse] = got
+        assert answers[True] == answers[False]
+    finally:
+        for server in servers.values():
+            stop_server(server)

@@ -50,6 +50,10 @@ pub struct LoadOptions {
     pub mask_model: Option<Arc<dyn MaskModel>>,
     /// Images at their planned sizes, shared with the server's other models (`--image-cache-bytes`).
     pub pixel_cache: Arc<PixelCache>,
+    /// Finished sequences whose KV cache the engine keeps for a later prompt with the same beginning (a
+    /// `cachedContent`, a conversation's next turn, one photo asked several questions); 0 keeps none. Only
+    /// families whose prefix reuse is verified use it (see `Family::reuses_prefixes`).
+    pub prefix_cache_entries: usize,
 }
 
 impl Default for LoadOptions {
@@ -65,6 +69,7 @@ impl Default for LoadOptions {
             grounding: true,
             mask_model: None,
             pixel_cache: Arc::new(PixelCache::new(0)),
+            prefix_cache_entries: 16,
         }
     }
 }
@@ -91,7 +96,7 @@ impl MistralRsEngine {
     pub async fn load(dir: &Path, options: LoadOptions) -> anyhow::Result<Self> {
         let folder = ModelFolder::open(dir)?;
         let staged = folder.stage(&options.staging_root)?;
-        let model = build_model(staged.path(), &options).await?;
+        let model = build_model(staged.path(), &options, &folder.family).await?;
         let image_token = folder.family.image_token();
         let image_token_id = match model.tokenize(Either::Right(image_token.to_string()), None, false, false, None).await?[..] {
             [id] => id,

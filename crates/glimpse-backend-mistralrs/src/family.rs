@@ -96,6 +96,14 @@ impl Family {
         }
     }
 
+    /// Whether the engine may continue a prompt from a cached prefix's KV cache (mistralrs's prefix cacher): only
+    /// where a prefix hit is verified to answer as the full prompt does (vendor change 12 and the shapes test
+    /// `test_a_prefix_hit_answers_as_the_full_prompt`). Qwen2-VL and Qwen3-VL compute their positions the way
+    /// Qwen2.5-VL did before that change; Gemma 3 and Idefics3 are untested with it.
+    pub fn reuses_prefixes(&self) -> bool {
+        matches!(self, Family::QwenVl { name: "qwen2_5_vl", .. })
+    }
+
     /// What the chat template writes for an image (the engine expands the pad token).
     pub fn image_placeholder(&self) -> &'static str {
         match self {

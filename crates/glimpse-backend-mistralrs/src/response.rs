@@ -56,8 +56,9 @@ pub(crate) fn response_stream(
                                         image: st.image_tokens,
                                     },
                                     output: u.completion_tokens as u32,
+                                    cached_prompt: 0,
                                 },
-                                None => Usage { prompt: st.counted, output: st.generated },
+                                None => Usage { prompt: st.counted, output: st.generated, cached_prompt: 0 },
                             };
                             let finish = match reason.as_str() {
                                 "stop" => FinishReason::Stop,
@@ -74,7 +75,7 @@ pub(crate) fn response_stream(
                     if !text.is_empty() {
                         st.queued.push_back(Ok(GenerationEvent::Text(text)));
                     }
-                    let usage = Usage { prompt: st.counted, output: done.usage.completion_tokens as u32 };
+                    let usage = Usage { prompt: st.counted, output: done.usage.completion_tokens as u32, cached_prompt: 0 };
                     st.queued.push_back(Ok(GenerationEvent::Done { finish: FinishReason::Stop, usage }));
                     st.finished = true;
                 }

@@ -10,8 +10,9 @@ use glimpse_core::GlimpseError;
 use mistralrs::{Model, ModelDType, MultimodalModelBuilder, Request};
 
 use crate::engine::{Inner, LoadOptions};
+use crate::family::Family;
 
-pub(crate) async fn build_model(staged: &Path, options: &LoadOptions) -> anyhow::Result<Model> {
+pub(crate) async fn build_model(staged: &Path, options: &LoadOptions, family: &Family) -> anyhow::Result<Model> {
     // The hub is never reachable from a model folder; make sure nothing tries.
     std::env::set_var("HF_HUB_OFFLINE", "1");
     let mut builder = MultimodalModelBuilder::new(staged.to_string_lossy())
@@ -21,9 +22,9 @@ pub(crate) async fn build_model(staged: &Path, options: &LoadOptions) -> anyhow:
             ModelDType::Auto
         }))
         .with_max_num_seqs(options.max_num_seqs)
-        // mistralrs 0.8.1's prefix cache reuses a cached prompt without its images: an identical second
-        // request with an image was answered as if it had none. Off until that is fixed upstream.
-        .with_prefix_cache_n(None);
+        // mistralrs 0.8.1's prefix cache gave the tokens after a cached image prompt positions as if the prompt
+        // began there (answered as if it had no image); vendor change 12 fixes that for Qwen2.5-VL only.
+        .with_prefix_cache_n((family.reuses_prefixes() && options.prefix_cache_entries > 0).then_some(options.prefix_cache_entries));
     if options.force_cpu {
         builder = builder.with_force_cpu();
     }
@@ -54,7 +55,7 @@ impl Inner {
         if !self.reloading.swap(true, Ordering::SeqCst) {
             let inner = self.clone();
             tokio::spawn(async move {
-                match build_model(inner.staged.path(), &inner.options).await {
+                match build_model(inner.staged.path(), &inner.options, &inner.folder.family).await {
                     Ok(model) => {
                         if let Ok(mut slot) = inner.model.write() {
                             *slot = Arc::new(model);

@@ -284,7 +284,7 @@ async fn same_length_other_answer(
 async fn greedy(engine: &MistralRsEngine, prompt: &Prompt, max_output_tokens: u32) -> String {
     let sampling =
         SamplingOptions { temperature: Some(0.0), max_output_tokens: Some(max_output_tokens), ..Default::default() };
-    let request = GenerateRequest { prompt: prompt.clone(), sampling, constraint: OutputConstraint::None, caller: None };
+    let request = GenerateRequest { prompt: prompt.clone(), sampling, constraint: OutputConstraint::None, caller: None, priority: Default::default() };
     collect(engine.generate(request).await.unwrap()).await.unwrap().0
 }
 

@@ -116,7 +116,7 @@ impl Engine for ToolkitEngine {
             }
         };
         let (text, finish) = limit(text, &request.sampling.stop_sequences, request.sampling.max_output_tokens);
-        let usage = Usage { prompt: prompt_tokens, output: count_words(&text) };
+        let usage = Usage { prompt: prompt_tokens, output: count_words(&text), cached_prompt: 0 };
         let events = vec![Ok(GenerationEvent::Text(text)), Ok(GenerationEvent::Done { finish, usage })];
         Ok(Box::pin(futures::stream::iter(events)))
     }

@@ -127,6 +127,6 @@ impl State {
             Some(tokens) => tokens,
             None => self.processor.count_text(&self.text)?,
         };
-        Ok(GenerationEvent::Done { finish, usage: Usage { prompt: self.prompt, output } })
+        Ok(GenerationEvent::Done { finish, usage: Usage { prompt: self.prompt, output, cached_prompt: 0 } })
     }
 }

@@ -117,6 +117,11 @@ struct ModelArgs {
     /// later request skips the vision tower); 0 keeps none.
     #[arg(long, env = "GLIMPSE_ENCODER_CACHE_BYTES", default_value_t = 512 * 1024 * 1024)]
     encoder_cache_bytes: usize,
+    /// Finished answers whose attention state (KV cache) each model keeps, so that a prompt beginning the same
+    /// way (a cachedContent, the next turn of a conversation) prefills only what is new; 0 keeps none. Used by
+    /// Qwen2.5-VL models.
+    #[arg(long, env = "GLIMPSE_PREFIX_CACHE_ENTRIES", default_value_t = 16)]
+    prefix_cache_entries: usize,
 }
 
 #[derive(Args)]
@@ -179,6 +184,10 @@ struct AdmissionArgs {
     /// their own, so one key cannot starve the others (default: no per-key line).
     #[arg(long, env = "GLIMPSE_MAX_CONCURRENT_PER_KEY")]
     max_concurrent_per_key: Option<usize>,
+    /// Generations batch jobs may have running at once per model; they start only while no interactive
+    /// request waits (default: half of --max-concurrent, at least one).
+    #[arg(long, env = "GLIMPSE_MAX_BATCH_CONCURRENT")]
+    max_batch_concurrent: Option<usize>,
     /// Seconds a request may wait for its model before it is answered 429.
     #[arg(long, env = "GLIMPSE_MAX_QUEUE_WAIT", default_value_t = AdmissionConfig::default().max_wait.as_secs_f64())]
     max_queue_wait: f64,
@@ -204,6 +213,7 @@ impl AdmissionArgs {
             max_wait: seconds(self.max_queue_wait, "--max-queue-wait")?,
             request_timeout: seconds(self.request_timeout, "--request-timeout")?,
             max_concurrent_per_key: self.max_concurrent_per_key,
+            max_batch_concurrent: self.max_batch_concurrent,
         })
     }
 
@@ -262,6 +272,13 @@ struct FileArgs {
     /// Seconds a stored interaction lives (`previous_interaction_id` works this long; Gemini: 55 days).
     #[arg(long, default_value_t = FileStoreConfig::DEFAULT_INTERACTION_TTL.as_secs())]
     interaction_ttl_seconds: u64,
+    /// The fewest prompt tokens a cached content may hold (Gemini's minimum on its Flash models is 1,024).
+    #[arg(long, env = "GLIMPSE_CACHE_MIN_TOKENS", default_value_t = 1024)]
+    cache_min_tokens: u32,
+    /// Bytes of images this replica keeps of cached contents, parsed and ready to prepend (least recently used
+    /// first out; an evicted cache is read again from the database).
+    #[arg(long, env = "GLIMPSE_CACHE_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    cache_memory_bytes: usize,
 }
 
 #[derive(Args)]
@@ -338,7 +355,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: if args.ops.metrics_addr.is_some() { None } else { Some(render_metrics.clone()) },
         draining: Arc::default(),
         body_budget: Some(BodyBudget::new(args.admission.inflight_bytes())),
+        prepared_caches: Arc::new(glimpse_router::caches::PreparedCaches::new(args.files.cache_memory_bytes)),
+        cache_min_tokens: args.files.cache_min_tokens,
+        batch_wakeup: Arc::default(),
     };
+    glimpse_router::batches::runner::spawn(state.clone());
     if let Some(metrics_addr) = &args.ops.metrics_addr {
         ops::serve_ops(metrics_addr, AppState { metrics: Some(render_metrics), ..state.clone() }).await?;
     }
@@ -441,7 +462,7 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
     };
     let sampling = SamplingOptions { max_output_tokens: args.max_tokens, ..Default::default() };
     let constraint = if args.json { OutputConstraint::JsonSchema(serde_json::json!({})) } else { OutputConstraint::None };
-    let request = GenerateRequest { prompt, sampling, constraint, caller: None };
+    let request = GenerateRequest { prompt, sampling, constraint, caller: None, priority: Default::default() };
     let (text, _, _) = collect(engine.generate(request).await?).await?;
     println!("{text}");
     if let Some(out) = &args.annotate {

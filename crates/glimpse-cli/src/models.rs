@@ -207,6 +207,7 @@ async fn load_engine(
         pixel_cache,
         isq: plan.isq,
         dtype: plan.dtype,
+        prefix_cache_entries: args.prefix_cache_entries,
         ..Default::default()
     };
     let engine = MistralRsEngine::load(&dir, options).await.with_context(|| format!("loading {}", plan.spec.source))?;

@@ -6,6 +6,10 @@
 //! after it arrived is stopped and ends with [`GlimpseError::DeadlineExceeded`] (504, or an error event in a
 //! stream that has started).
 //!
+//! Requests of batch jobs ([`Priority::Batch`]) go behind interactive ones: one takes a slot only while no
+//! interactive request waits, batch requests hold at most `max_batch_concurrent` slots together (default: half
+//! the model's, at least one), and they are never refused: the job waits for room instead.
+//!
 //! With `max_concurrent_per_key`, each caller (API key) has its own line in front of the model's: a key holds
 //! at most that many slots and places in the model's queue, so one key sending hundreds of requests waits
 //! behind itself, and another key's request is served after at most that many of them.
@@ -21,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::{Engine, GenerationStream, ModelInfo, PromptTokens};
 use crate::error::GlimpseError;
-use crate::prompt::{GenerateRequest, Prompt};
+use crate::prompt::{GenerateRequest, Priority, Prompt};
 
 /// The server's admission settings (the same for every model; the slot count is each model's own).
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +40,8 @@ pub struct AdmissionConfig {
     pub request_timeout: Duration,
     /// Slots (running or waiting in the model's queue) one caller may hold per model; `None`: no per-key line.
     pub max_concurrent_per_key: Option<usize>,
+    /// Slots batch requests may hold together per model; `None`: half the model's slots, at least one.
+    pub max_batch_concurrent: Option<usize>,
 }
 
 impl Default for AdmissionConfig {
@@ -46,6 +52,7 @@ impl Default for AdmissionConfig {
             max_wait: Duration::from_secs(60),
             request_timeout: Duration::from_secs(600),
             max_concurrent_per_key: None,
+            max_batch_concurrent: None,
         }
     }
 }
@@ -53,6 +60,8 @@ impl Default for AdmissionConfig {
 pub struct Admitted {
     inner: Arc<dyn Engine>,
     slots: Arc<Semaphore>,
+    /// The batch share of `slots`: a batch request holds one of these as well as its slot.
+    batch_slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     config: AdmissionConfig,
     /// Each caller's line (with `max_concurrent_per_key`); a line nobody holds or waits in is dropped.
@@ -62,8 +71,9 @@ pub struct Admitted {
 impl Admitted {
     pub fn wrap(inner: Arc<dyn Engine>, config: AdmissionConfig) -> Arc<dyn Engine> {
         let slots = config.max_concurrent.unwrap_or(inner.info().concurrency).max(1);
-        let slots = Arc::new(Semaphore::new(slots));
-        Arc::new(Admitted { inner, slots, waiting: AtomicUsize::new(0), config, lines: Mutex::default() })
+        let batch_slots = config.max_batch_concurrent.unwrap_or(slots.div_ceil(2)).clamp(1, slots);
+        let (slots, batch_slots) = (Arc::new(Semaphore::new(slots)), Arc::new(Semaphore::new(batch_slots)));
+        Arc::new(Admitted { inner, slots, batch_slots, waiting: AtomicUsize::new(0), config, lines: Mutex::default() })
     }
 
     fn deadline_exceeded(&self) -> GlimpseError {
@@ -121,6 +131,11 @@ impl Engine for Admitted {
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
+        if request.priority == Priority::Batch {
+            let (share, permit) = self.take_for_batch().await?;
+            let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+            return self.start(request, deadline, HeldSlots { _model: permit, _caller: Some(share) }).await;
+        }
         let now = tokio::time::Instant::now();
         let deadline = now + self.config.request_timeout;
         let wait_until = now + self.config.max_wait.min(self.config.request_timeout);
@@ -131,12 +146,23 @@ impl Engine for Admitted {
             None => None,
         };
         let permit = self.take(&self.slots, wait_until).await?;
+        self.start(request, deadline, HeldSlots { _model: permit, _caller: in_line }).await
+    }
+}
+
+impl Admitted {
+    /// Runs `request` on the engine holding `held` until its stream ends, stopped at `deadline`.
+    async fn start(
+        &self,
+        request: GenerateRequest,
+        deadline: tokio::time::Instant,
+        held_slots: HeldSlots,
+    ) -> Result<GenerationStream, GlimpseError> {
         let stream = match tokio::time::timeout_at(deadline, self.inner.generate(request)).await {
             Ok(started) => started?,
             Err(_) => return Err(self.deadline_exceeded()),
         };
         let exceeded = self.deadline_exceeded();
-        let held_slots = HeldSlots { _model: permit, _caller: in_line };
         let held = stream.map(move |event| {
             let _slots = &held_slots;
             event
@@ -146,13 +172,29 @@ impl Engine for Admitted {
 }
 
 /// What a running generation holds until its stream ends. Fields drop in order: the model's slot before the
-/// caller's place, so a request of another caller already waiting for the model goes before this caller's next.
+/// caller's place (or the batch share), so a request of another caller already waiting for the model goes
+/// before this caller's next.
 struct HeldSlots {
     _model: OwnedSemaphorePermit,
     _caller: Option<OwnedSemaphorePermit>,
 }
 
 impl Admitted {
+    /// A place in the batch share, then a model slot taken only at a moment when no interactive request waits
+    /// (checked every few milliseconds: batch work can afford the delay).
+    async fn take_for_batch(&self) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), GlimpseError> {
+        let closed = |_| GlimpseError::Unavailable("The model is shutting down.".into());
+        let share = self.batch_slots.clone().acquire_owned().await.map_err(closed)?;
+        loop {
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                    return Ok((share, permit));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A permit of `slots`, waiting (as one of the model's `max_queue`) until `until` at most.
     async fn take(&self, slots: &Arc<Semaphore>, until: tokio::time::Instant) -> Result<OwnedSemaphorePermit, GlimpseError> {
         if let Ok(permit) = slots.clone().try_acquire_owned() {

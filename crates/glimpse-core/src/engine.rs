@@ -53,6 +53,8 @@ impl PromptTokens {
 pub struct Usage {
     pub prompt: PromptTokens,
     pub output: u32,
+    /// Of the prompt's tokens, those that came from a stored `cachedContent` (`cachedContentTokenCount`).
+    pub cached_prompt: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,25 @@ pub enum Code {
 }
 
 impl Code {
+    /// The google.rpc code number (`3` for INVALID_ARGUMENT), the `code` of a `google.rpc.Status` embedded in a
+    /// resource (a batch request's error, a FAILED file).
+    pub fn number(self) -> u16 {
+        match self {
+            Code::Cancelled => 1,
+            Code::InvalidArgument => 3,
+            Code::DeadlineExceeded => 4,
+            Code::NotFound => 5,
+            Code::AlreadyExists => 6,
+            Code::PermissionDenied => 7,
+            Code::ResourceExhausted => 8,
+            Code::FailedPrecondition => 9,
+            Code::Unimplemented => 12,
+            Code::Internal => 13,
+            Code::Unavailable => 14,
+            Code::Unauthenticated => 16,
+        }
+    }
+
     /// The google.rpc name (`INVALID_ARGUMENT`), the `status` of Google's error envelope.
     pub fn as_str(self) -> &'static str {
         match self {

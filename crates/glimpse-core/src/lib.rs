@@ -25,5 +25,5 @@ pub use engine::{Engine, FinishReason, GenerationEvent, GenerationStream, ModelI
 pub use error::{Code, GlimpseError};
 pub use limits::RequestLimits;
 pub use media_resolution::MediaResolution;
-pub use prompt::{GenerateRequest, ImageInput, OutputConstraint, Part, Prompt, Role, SamplingOptions, Turn};
+pub use prompt::{GenerateRequest, ImageInput, OutputConstraint, Part, Priority, Prompt, Role, SamplingOptions, Turn};
 pub use registry::ModelRegistry;

@@ -153,6 +153,19 @@ pub struct GenerateRequest {
     pub constraint: OutputConstraint,
     /// Who asks (the API key's project): admission's per-key line. `None`: a request of the server itself.
     pub caller: Option<String>,
+    /// Whether someone waits for the answer now ([`Priority::Interactive`]) or it is one request of a batch job.
+    pub priority: Priority,
+}
+
+/// How admission orders a request against others for the same model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    /// A client waits for it: served in arrival order, refused with 429 when the queue is full.
+    #[default]
+    Interactive,
+    /// A request of a batch job: it takes a slot only while no interactive request waits, holds at most the
+    /// batch share of the model's slots, and is never refused (the job waits instead).
+    Batch,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use glimpse_core::GlimpseError;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::record::{FileRecord, FileState, InteractionRecord, UploadSession};
+use crate::record::{FileRecord, FileSource, FileState, InteractionRecord, UploadSession};
 
 /// The `files` table's columns after `id`, the same in every version so far.
 macro_rules! file_columns_after_id {
@@ -83,13 +83,58 @@ const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE uploads ADD COLUMN finalizing BIGINT NOT NULL DEFAULT 0",
         "DELETE FROM uploads",
     ],
+    // 3: files the server writes (batch results, downloadable), batch jobs with one row per request (its
+    // result recorded once, so a job resumed after a restart runs only what is left), and cached contents.
+    &[
+        "ALTER TABLE files ADD COLUMN source TEXT",
+        "CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            model TEXT NOT NULL,
+            display_name TEXT,
+            state TEXT NOT NULL,
+            create_ms BIGINT NOT NULL,
+            update_ms BIGINT NOT NULL,
+            end_ms BIGINT,
+            input_file TEXT,
+            responses_file TEXT,
+            request_count BIGINT NOT NULL,
+            error TEXT,
+            lease_ms BIGINT NOT NULL DEFAULT 0
+        )",
+        "CREATE INDEX batches_by_project ON batches (project, create_ms)",
+        "CREATE INDEX batches_by_state ON batches (state, create_ms)",
+        "CREATE TABLE batch_requests (
+            batch_id TEXT NOT NULL,
+            idx BIGINT NOT NULL,
+            request_key TEXT,
+            metadata TEXT,
+            request TEXT,
+            outcome TEXT,
+            result TEXT,
+            PRIMARY KEY (batch_id, idx)
+        )",
+        "CREATE TABLE cached_contents (
+            id TEXT PRIMARY KEY,
+            project TEXT NOT NULL,
+            model TEXT NOT NULL,
+            display_name TEXT,
+            create_ms BIGINT NOT NULL,
+            update_ms BIGINT NOT NULL,
+            expire_ms BIGINT NOT NULL,
+            token_count BIGINT NOT NULL,
+            body TEXT NOT NULL
+        )",
+        "CREATE INDEX cached_contents_by_project ON cached_contents (project, create_ms)",
+        "CREATE INDEX cached_contents_by_expiry ON cached_contents (expire_ms)",
+    ],
 ];
 
 /// Serialises schema set-up between processes sharing one PostgreSQL database (an arbitrary constant key).
 const SCHEMA_LOCK_KEY: i64 = 0x676c_696d_7073;
 
-const FILE_COLUMNS: &str =
-    "id, project, display_name, mime_type, size_bytes, sha256, create_ms, update_ms, expire_ms, state, error, blob_key";
+const FILE_COLUMNS: &str = "id, project, display_name, mime_type, size_bytes, sha256, create_ms, update_ms, expire_ms, \
+     state, error, blob_key, source";
 const UPLOAD_COLUMNS: &str = "id, project, file_id, display_name, mime_type, declared_size, received, create_ms";
 const INTERACTION_COLUMNS: &str = "id, project, previous_id, create_ms, expire_ms, body";
 
@@ -102,12 +147,12 @@ pub struct Chunk {
 }
 
 pub struct Db {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 /// A database failure. The detail (SQL, addresses) is for the log; a database that cannot be reached is
 /// `503 UNAVAILABLE` (retry), anything else a storage failure (500); neither shows the detail to clients.
-fn storage(e: sqlx::Error) -> GlimpseError {
+pub(crate) fn storage(e: sqlx::Error) -> GlimpseError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
             tracing::error!(error = %e, "the database cannot be reached");
@@ -117,7 +162,7 @@ fn storage(e: sqlx::Error) -> GlimpseError {
     }
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -135,6 +180,7 @@ fn file_from_row(row: &AnyRow) -> Result<FileRecord, sqlx::Error> {
         state: FileState::parse(&row.try_get::<String, _>("state")?),
         error: row.try_get("error")?,
         blob_key: row.try_get("blob_key")?,
+        source: FileSource::parse(row.try_get::<Option<String>, _>("source")?.as_deref()),
     })
 }
 
@@ -199,7 +245,7 @@ impl Db {
 
     pub async fn insert_file(&self, f: &FileRecord) -> Result<(), GlimpseError> {
         sqlx::query(&format!(
-            "INSERT INTO files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO files ({FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(&f.id)
         .bind(&f.project)
@@ -213,6 +259,7 @@ impl Db {
         .bind(f.state.as_str())
         .bind(f.error.clone())
         .bind(f.blob_key.clone())
+        .bind(f.source.as_str())
         .execute(&self.pool)
         .await
         .map_err(storage)?;

@@ -1,5 +1,5 @@
 //! The File API's storage: what `files.upload` / `files.get` / `files.list` / `files.delete` persist, and the
-//! Interactions API's stored conversations (same database).
+//! Interactions API's stored conversations, batch jobs and cached contents (same database).
 //!
 //! Metadata lives in SQL through `sqlx`'s `Any` driver, so the same queries run on the embedded SQLite
 //! database (default: `<data dir>/glimpse.db`) and on PostgreSQL (`--database-url postgres://…`). File bytes
@@ -7,7 +7,9 @@
 //! are streamed chunk by chunk into the blob store, so memory stays constant whatever the file size and any
 //! replica can take the next chunk.
 
+pub mod batches;
 pub mod blobs;
+pub mod caches;
 pub mod db;
 pub mod ids;
 pub mod interactions;
@@ -15,7 +17,7 @@ pub mod record;
 pub mod store;
 pub mod sweeper;
 
-pub use record::{FileRecord, FileState, InteractionRecord, UploadSession};
+pub use record::{FileRecord, FileSource, FileState, InteractionRecord, UploadSession};
 pub use store::{FileStore, FileStoreConfig, NewUpload};
 
 /// Describes this crate's metrics (their help text on `/metrics`).

@@ -25,6 +25,31 @@ impl FileState {
     }
 }
 
+/// Where a file's bytes came from: a client's upload, or the server (a batch job's results), which only the
+/// latter may be downloaded (the File API's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSource {
+    Uploaded,
+    Generated,
+}
+
+impl FileSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileSource::Uploaded => "UPLOADED",
+            FileSource::Generated => "GENERATED",
+        }
+    }
+
+    pub fn parse(s: Option<&str>) -> FileSource {
+        if s == Some("GENERATED") {
+            FileSource::Generated
+        } else {
+            FileSource::Uploaded
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRecord {
     pub id: String,
@@ -43,6 +68,7 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// Where the bytes are in the blob store; `None` for a FAILED file (its bytes are not kept).
     pub blob_key: Option<String>,
+    pub source: FileSource,
 }
 
 impl FileRecord {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use glimpse_core::media;
 use glimpse_core::GlimpseError;
@@ -19,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::blobs::{blob_error, Blobs};
 use crate::db::{Chunk, Db};
 use crate::ids;
-use crate::record::{now_ms, FileRecord, FileState, UploadSession};
+use crate::record::{now_ms, FileRecord, FileSource, FileState, UploadSession};
 
 #[derive(Debug, Clone)]
 pub struct FileStoreConfig {
@@ -77,6 +78,15 @@ fn upload_prefix(upload_id: &str) -> String {
 /// A file's blob: unique per upload, so a name used again after expiry never shares a blob with the old file.
 fn file_key(project: &str, upload_id: &str) -> String {
     format!("files/{project}/{upload_id}")
+}
+
+/// The mime type of batch inputs and results (JSON Lines). The SDKs' examples upload them as `jsonl`.
+pub const JSONL_MIME: &str = "application/jsonl";
+
+/// Whether an upload declared as `mime` is JSON Lines (a batch job's input).
+pub fn is_jsonl_mime(mime: &str) -> bool {
+    let essence = mime.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    matches!(essence.as_str(), "jsonl" | "application/jsonl" | "application/x-jsonlines" | "application/jsonlines" | "application/x-ndjson" | "text/jsonl")
 }
 
 /// The real API's answer for a file that does not exist, has expired, or belongs to another project.
@@ -249,14 +259,16 @@ impl FileStore {
         };
         let sniffed = media::sniff(&head);
         let declared_format = session.mime_type.as_deref().and_then(|m| media::parse_mime(m).ok());
-        let mime_type = session
-            .mime_type
-            .clone()
+        let batch_input = session.mime_type.as_deref().is_some_and(is_jsonl_mime);
+        let mime_type = if batch_input { Some(JSONL_MIME.to_string()) } else { session.mime_type.clone() }
             .or_else(|| sniffed.map(|f| f.mime().to_string()))
             .unwrap_or_else(|| "application/octet-stream".to_string());
         let failure = match (sniffed, declared_format) {
+            // A batch job's input: its lines are checked when a job reads them.
+            _ if batch_input => None,
             (None, _) => Some(format!(
-                "The file is not a supported image (PNG, JPEG, WEBP, HEIC or HEIF); declared type {mime_type}."
+                "The file is not a supported image (PNG, JPEG, WEBP, HEIC or HEIF) or a batch input (mime type \
+                 jsonl); declared type {mime_type}."
             )),
             (Some(found), Some(declared)) if !found.fulfils(declared) => {
                 Some(format!("The file was declared as {declared} but its bytes are {found}."))
@@ -278,6 +290,7 @@ impl FileStore {
             state: FileState::Active,
             error: None,
             blob_key: Some(key.clone()),
+            source: FileSource::Uploaded,
         };
         if let Some(message) = failure {
             record.state = FileState::Failed;
@@ -369,16 +382,10 @@ impl FileStore {
         page_size: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<(Vec<FileRecord>, Option<String>), GlimpseError> {
-        let size = page_size.filter(|&n| n > 0).unwrap_or(10).min(100) as usize;
-        let after = page_token.filter(|t| !t.is_empty()).map(parse_page_token).transpose()?;
-        let mut files = self.db.list_files(project, now_ms(), after, size + 1).await?;
-        let next = if files.len() > size {
-            files.truncate(size);
-            files.last().map(|f| page_token_for(f.create_ms, &f.id))
-        } else {
-            None
-        };
-        Ok((files, next))
+        let (size, after) = page_request(page_size, page_token, 10)?;
+        let size = size.min(100);
+        let files = self.db.list_files(project, now_ms(), after, size + 1).await?;
+        Ok(one_page(files, size, |f| (f.create_ms, &f.id)))
     }
 
     pub async fn delete(&self, project: &str, id: &str) -> Result<(), GlimpseError> {
@@ -424,6 +431,86 @@ impl FileStore {
         Ok((file, bytes))
     }
 
+    /// Stores `body` as a file the server made (a batch job's results): hashed on the way, published ACTIVE,
+    /// downloadable by its project.
+    pub async fn publish_generated<S>(
+        &self,
+        project: &str,
+        display_name: Option<String>,
+        mime_type: &str,
+        body: S,
+    ) -> Result<FileRecord, GlimpseError>
+    where
+        S: Stream<Item = Result<Bytes, GlimpseError>> + Send + Unpin,
+    {
+        let id = ids::new_file_id();
+        let key = format!("files/{project}/generated-{id}");
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let hashed = body.map(|piece| {
+            piece.inspect(|p| {
+                hasher.update(p);
+                size += p.len() as u64;
+            })
+        });
+        self.blobs.write(&key, hashed, |_| Ok(())).await?;
+        let now = now_ms();
+        let record = FileRecord {
+            id,
+            project: project.to_string(),
+            display_name,
+            mime_type: mime_type.to_string(),
+            size_bytes: size,
+            sha256_base64: base64::engine::general_purpose::STANDARD.encode(hasher.finalize()),
+            create_ms: now,
+            update_ms: now,
+            expire_ms: now + self.config.ttl.as_millis() as i64,
+            state: FileState::Active,
+            error: None,
+            blob_key: Some(key.clone()),
+            source: FileSource::Generated,
+        };
+        if let Err(e) = self.db.insert_file(&record).await {
+            let _ = self.blobs.delete(&key).await;
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// A file's bytes as a stream: only files the server made can be downloaded, as in the File API.
+    pub async fn download(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<(FileRecord, BoxStream<'static, Result<Bytes, GlimpseError>>), GlimpseError> {
+        let file = self.get(project, id).await?;
+        if file.source != FileSource::Generated {
+            return Err(GlimpseError::invalid(
+                "Only generated files can be downloaded; uploaded files cannot be downloaded.",
+            ));
+        }
+        let key = file.blob_key.clone().ok_or_else(|| no_such_file(id))?;
+        let stream = self.blobs.stream(&key).await?;
+        Ok((file, stream))
+    }
+
+    /// The bytes of an ACTIVE file as a stream (a batch job reads its input line by line).
+    pub async fn stream_active(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<(FileRecord, BoxStream<'static, Result<Bytes, GlimpseError>>), GlimpseError> {
+        let file = self.get(project, id).await?;
+        if file.state != FileState::Active {
+            return Err(GlimpseError::FailedPrecondition(format!(
+                "The File {id} is not in an ACTIVE state and usage is not allowed."
+            )));
+        }
+        let key = file.blob_key.clone().ok_or_else(|| no_such_file(id))?;
+        let stream = self.blobs.stream(&key).await?;
+        Ok((file, stream))
+    }
+
     /// Deletes expired files and abandoned uploads; returns how many were removed.
     pub async fn sweep(&self) -> Result<usize, GlimpseError> {
         let now = now_ms();
@@ -439,6 +526,8 @@ impl FileStore {
             removed += usize::from(self.discard(&session).await?);
         }
         removed += self.db.delete_expired_interactions(now).await? as usize;
+        removed += self.db.delete_expired_caches(now).await? as usize;
+        removed += self.db.expire_batches(now - crate::batches::BATCH_EXPIRY_MS).await? as usize;
         Ok(removed)
     }
 }
@@ -491,6 +580,31 @@ impl<'a> FinalizeLease<'a> {
         let stamp = self.stamp.load(std::sync::atomic::Ordering::SeqCst);
         let _ = self.db.renew_finalizing(&self.upload_id, stamp, 0).await;
     }
+}
+
+/// A list call's page size (`default` when absent or 0, at most 1000) and where it starts (`pageToken`).
+pub(crate) fn page_request(
+    page_size: Option<u32>,
+    page_token: Option<&str>,
+    default: u32,
+) -> Result<(usize, Option<(i64, String)>), GlimpseError> {
+    let size = page_size.filter(|&n| n > 0).unwrap_or(default).min(1000) as usize;
+    let after = page_token.filter(|t| !t.is_empty()).map(parse_page_token).transpose()?;
+    Ok((size, after))
+}
+
+/// The first `size` of `rows` (fetched as `size + 1`, newest first) and the token of the next page if any.
+pub(crate) fn one_page<T>(mut rows: Vec<T>, size: usize, position: impl Fn(&T) -> (i64, &str)) -> (Vec<T>, Option<String>) {
+    let next = if rows.len() > size {
+        rows.truncate(size);
+        rows.last().map(|row| {
+            let (ms, id) = position(row);
+            page_token_for(ms, id)
+        })
+    } else {
+        None
+    };
+    (rows, next)
 }
 
 fn page_token_for(create_ms: i64, id: &str) -> String {

@@ -33,7 +33,7 @@ pub async fn read_json_object(body: Body, limit: usize) -> Result<serde_json::Ma
 }
 
 /// A Gemini request held as JSON, typed (keys normalised first).
-fn gemini_from_value<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+pub(crate) fn gemini_from_value<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
     json_keys::normalize_gemini(&mut value);
     serde_path_to_error::deserialize(value).map_err(|e| {
         ApiError::invalid(format!("Invalid JSON payload received. Invalid value at '{}': {}", e.path(), e.inner()))

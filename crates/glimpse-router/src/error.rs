@@ -84,6 +84,11 @@ impl ApiError {
         response
     }
 
+    /// The failure as a `google.rpc.Status` inside a resource (a batch request's `error`): the rpc code number.
+    pub fn to_status_json(&self) -> serde_json::Value {
+        json!({"code": self.code.number(), "message": self.message})
+    }
+
     /// The envelope as JSON, also used for `data: {"error":…}` events mid-stream.
     pub fn to_json(&self) -> serde_json::Value {
         let mut error = json!({"code": self.http_status, "message": self.message, "status": self.code.as_str()});

@@ -8,7 +8,8 @@ use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use glimpse_core::{Code, Engine, GenerationStream, RequestLimits};
+use futures::StreamExt;
+use glimpse_core::{Code, Engine, GenerateRequest, GenerationEvent, GenerationStream, RequestLimits};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, JSON_CONTENT_TYPE};
@@ -56,7 +57,31 @@ pub fn resolve_model(state: &AppState, model: &str, version: &str, method: &str)
     Ok(engine)
 }
 
-/// Resolve → convert (media, files, URLs, limits) → generate: how every surface starts an answer.
+/// Convert (media, files, URLs, limits) and put a named `cachedContent` in front: a Gemini request as `engine`
+/// will run it, with the cached part's token count (0 without a cache).
+pub async fn prepare_request(
+    state: &AppState,
+    caller: &Caller,
+    engine: &Arc<dyn Engine>,
+    mut request: GenerateContentRequest,
+) -> Result<(GenerateRequest, u32), ApiError> {
+    let cached_content = request.cached_content.take().filter(|name| !name.is_empty());
+    if cached_content.is_some() && request.system_instruction.is_some() {
+        return Err(ApiError::invalid(
+            "CachedContent can not be used with GenerateContent request setting system_instruction, tools or \
+             tool_config.\n\nProposed fix: move those values to CachedContent from GenerateContent request.",
+        ));
+    }
+    let mut converted = convert_generate_request(request, &state.limits, &state.remote_media(caller)).await?;
+    converted.caller = Some(caller.project.clone());
+    let cached_tokens = match cached_content {
+        Some(name) => crate::caches::apply_cached_content(state, caller, engine, &name, &mut converted).await?,
+        None => 0,
+    };
+    Ok((converted, cached_tokens))
+}
+
+/// Resolve → prepare → generate: how every surface starts an answer.
 pub async fn start_generation(
     state: &AppState,
     caller: &Caller,
@@ -66,11 +91,30 @@ pub async fn start_generation(
     request: GenerateContentRequest,
 ) -> Result<(Arc<dyn Engine>, GenerationStream), ApiError> {
     let engine = resolve_model(state, model, version, method)?;
-    let mut request = convert_generate_request(request, &state.limits, &state.remote_media(caller)).await?;
-    request.caller = Some(caller.project.clone());
+    let (request, cached_tokens) = prepare_request(state, caller, &engine, request).await?;
+    let stream = generate_prepared(&engine, request, cached_tokens).await?;
+    Ok((engine, stream))
+}
+
+/// Runs a prepared request: stop sequences applied, the cached part's tokens noted in the usage.
+pub async fn generate_prepared(
+    engine: &Arc<dyn Engine>,
+    request: GenerateRequest,
+    cached_tokens: u32,
+) -> Result<GenerationStream, ApiError> {
     let stops = request.sampling.stop_sequences.clone();
     let stream = engine.generate(request).await?;
-    Ok((engine, glimpse_core::stop_sequences::until_stop_sequence(stream, &stops)))
+    let stream = glimpse_core::stop_sequences::until_stop_sequence(stream, &stops);
+    if cached_tokens == 0 {
+        return Ok(stream);
+    }
+    Ok(Box::pin(stream.map(move |event| match event {
+        Ok(GenerationEvent::Done { finish, mut usage }) => {
+            usage.cached_prompt = cached_tokens.min(usage.prompt.total());
+            Ok(GenerationEvent::Done { finish, usage })
+        }
+        other => other,
+    })))
 }
 
 pub fn json_response(value: &impl serde::Serialize) -> Response {

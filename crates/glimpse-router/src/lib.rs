@@ -6,8 +6,10 @@
 //! Google's error envelope.
 
 pub mod auth;
+pub mod batches;
 mod body;
 pub mod body_budget;
+pub mod caches;
 mod error;
 mod files;
 mod gemini;
@@ -52,6 +54,12 @@ pub struct AppState {
     pub draining: Arc<observability::Draining>,
     /// `--max-inflight-bytes`; `None`: request bodies are not budgeted.
     pub body_budget: Option<body_budget::BodyBudget>,
+    /// Caches prepared on this replica (`cachedContents`), kept within a byte budget.
+    pub prepared_caches: Arc<caches::PreparedCaches>,
+    /// The fewest tokens a cache may hold (`--cache-min-tokens`; Gemini's is 1,024 on Flash models).
+    pub cache_min_tokens: u32,
+    /// Wakes this replica's batch runner when a job is made here.
+    pub batch_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -66,6 +74,8 @@ pub fn app(state: AppState) -> Router {
     // continuations, which its own layer admits by upload id.
     let api = gemini::routes()
         .merge(files::routes())
+        .merge(caches::routes())
+        .merge(batches::routes())
         .merge(interactions::routes())
         .merge(openai::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), body_budget::admit))

@@ -63,7 +63,7 @@ impl Engine for Scripted {
         let text = |t: &str| Ok(GenerationEvent::Text(t.into()));
         let done = Ok(GenerationEvent::Done {
             finish: FinishReason::Stop,
-            usage: Usage { prompt: PromptTokens { text: 3, image: 0 }, output: 2 },
+            usage: Usage { prompt: PromptTokens { text: 3, image: 0 }, output: 2, cached_prompt: 0 },
         });
         let events = match self.script {
             Script::Answer => vec![text("Hel"), text(""), text("lo"), done],
@@ -94,6 +94,9 @@ fn router() -> axum::Router {
         metrics: None,
         draining: Arc::default(),
         body_budget: None,
+        prepared_caches: Arc::default(),
+        cache_min_tokens: 0,
+        batch_wakeup: Arc::default(),
     })
 }
 

@@ -346,8 +346,12 @@ impl PrefixCacheManagerV2 {
             videos_match_until,
         )) = best_match
         {
+            // Glimpse patch: a prompt cached in full (the same request again, a cachedContent asked the same
+            // question) reuses all but its last token, which the model needs to see for its first logits;
+            // upstream reused nothing then.
+            let match_len = match_len.min(toks.0.len().saturating_sub(1));
             let new_toks = toks.0[match_len..].to_vec();
-            if new_toks.is_empty() {
+            if match_len == 0 || new_toks.is_empty() {
                 return Ok(None);
             }
 

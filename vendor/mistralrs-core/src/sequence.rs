@@ -774,6 +774,12 @@ impl Sequence {
         &self.tokens
     }
 
+    /// Glimpse patch: every token of the sequence, a prefix that a prefix-cache hit skips included
+    /// (`get_toks` gives only the tokens still to prefill while a hit's prompt step runs).
+    pub fn all_toks(&self) -> &[u32] {
+        &self.tokens
+    }
+
     pub fn get_initial_prompt(&self) -> &str {
         &self.prompt
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use glimpse_core::{Code, GlimpseError};
@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/{version}/files", get(list_files).post(create_metadata_only))
         .route("/{version}/files/{id}", get(get_file).delete(delete_file))
+        .route("/download/{version}/files/{id}", get(get_file))
 }
 
 /// The upload route, kept apart: its continuations authenticate by upload id ([`crate::auth::upload_caller`]).
@@ -75,15 +76,17 @@ async fn list_files(
     Ok(json_response(&body))
 }
 
-/// Splits `{id}` from an optional `:method` suffix (`files/{id}:download`).
-fn file_id(raw: &str) -> Result<&str, ApiError> {
+/// Splits `{id}` from an optional `:method` suffix (`files/{id}:download`): whether it is a download.
+fn file_id(raw: &str) -> Result<(&str, bool), ApiError> {
     match raw.split_once(':') {
-        None => Ok(raw),
-        Some((_, "download")) => Err(ApiError::invalid("Uploaded files cannot be downloaded.")),
+        None => Ok((raw, false)),
+        Some((id, "download")) => Ok((id, true)),
         Some((_, method)) => Err(ApiError::new(Code::NotFound, format!("Unknown method {method} on files."))),
     }
 }
 
+/// `GET /{v}/files/{id}`, or `GET [/download]/{v}/files/{id}:download?alt=media`: the bytes of a file the
+/// server made (a batch job's results); uploaded files cannot be downloaded, as upstream.
 async fn get_file(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,8 +94,21 @@ async fn get_file(
     Path(FilePath { id }): Path<FilePath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let file = store(&state)?.get(&caller.project, file_id(&id)?).await?;
-    Ok(json_response(&file_json(&file, &api_base(&state, &headers), &version)))
+    let store = store(&state)?;
+    match file_id(&id)? {
+        (id, false) => {
+            let file = store.get(&caller.project, id).await?;
+            Ok(json_response(&file_json(&file, &api_base(&state, &headers), &version)))
+        }
+        (id, true) => {
+            let (file, bytes) = store.download(&caller.project, id).await?;
+            let headers = [
+                (axum::http::header::CONTENT_TYPE, file.mime_type.clone()),
+                (axum::http::header::CONTENT_LENGTH, file.size_bytes.to_string()),
+            ];
+            Ok((headers, axum::body::Body::from_stream(bytes)).into_response())
+        }
+    }
 }
 
 /// `DELETE /{v}/files/{id}` → 200 `{}` (not 204: the SDKs parse a JSON body).
@@ -102,7 +118,7 @@ async fn delete_file(
     ApiVersion(_): ApiVersion,
     Path(FilePath { id }): Path<FilePath>,
 ) -> Result<Response, ApiError> {
-    store(&state)?.delete(&caller.project, file_id(&id)?).await?;
+    store(&state)?.delete(&caller.project, file_id(&id)?.0).await?;
     Ok(json_response(&json!({})))
 }
 

@@ -1,7 +1,7 @@
 //! The File resource (docs/gemini-api.md §4.3) as JSON.
 
 use glimpse_files::record::rfc3339;
-use glimpse_files::{FileRecord, FileState};
+use glimpse_files::{FileRecord, FileSource, FileState};
 use serde_json::{json, Value};
 
 /// `uri` is where a client can send the file back: `{public base}{prefix}/{version}/files/{id}`.
@@ -16,8 +16,11 @@ pub fn file_json(file: &FileRecord, api_base: &str, version: &str) -> Value {
         "sha256Hash": file.sha256_base64,
         "uri": format!("{api_base}/{version}/files/{}", file.id),
         "state": file.state.as_str(),
-        "source": "UPLOADED",
+        "source": file.source.as_str(),
     });
+    if file.source == FileSource::Generated {
+        value["downloadUri"] = json!(format!("{api_base}/download/{version}/files/{}:download?alt=media", file.id));
+    }
     if let Some(name) = &file.display_name {
         value["displayName"] = json!(name);
     }

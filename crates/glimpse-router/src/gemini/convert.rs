@@ -23,9 +23,6 @@ pub async fn convert_generate_request(
     limits: &RequestLimits,
     remote: &RemoteMedia<'_>,
 ) -> Result<GenerateRequest, GlimpseError> {
-    if request.cached_content.is_some() {
-        return Err(GlimpseError::invalid("cachedContent is not supported by this server."));
-    }
     let config = request.generation_config.unwrap_or_default();
     let sampling = sampling_options(&config)?;
     let constraint = output_constraint(&config)?;
@@ -38,7 +35,7 @@ pub async fn convert_generate_request(
         None => None,
     };
     let turns = convert_contents(request.contents, limits, remote).await?;
-    Ok(GenerateRequest { prompt: Prompt { system, turns, media_resolution }, sampling, constraint, caller: None })
+    Ok(GenerateRequest { prompt: Prompt { system, turns, media_resolution }, sampling, constraint, caller: None, priority: Default::default() })
 }
 
 /// Converts `contents` (also used by countTokens).
@@ -224,7 +221,7 @@ fn parse_resolution(level: &str) -> Result<MediaResolution, GlimpseError> {
     })
 }
 
-fn system_text(content: Content) -> Result<String, GlimpseError> {
+pub fn system_text(content: Content) -> Result<String, GlimpseError> {
     let mut text = String::new();
     for part in content.parts {
         match part.text {

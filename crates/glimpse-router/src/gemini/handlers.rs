@@ -12,7 +12,7 @@ use glimpse_core::{answer_events, collect, AnswerEvent, Code, GenerationStream, 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::convert::{convert_contents, convert_generate_request};
+use super::convert::convert_contents;
 use super::response::{
     modality_details, CountTokensResponse, GenerateContentResponse, ListModelsResponse, ModelResource,
 };
@@ -21,7 +21,8 @@ use crate::auth::Caller;
 use crate::body::{parse_gemini, read_limited};
 use crate::error::ApiError;
 use crate::http::{
-    bare_model_name, json_response, max_body_bytes, page_size, page_token, resolve_model, start_generation, ApiVersion,
+    bare_model_name, json_response, max_body_bytes, page_size, page_token, prepare_request, resolve_model, start_generation,
+    ApiVersion,
 };
 use crate::sse::spawn_sse;
 use crate::AppState;
@@ -49,7 +50,6 @@ pub async fn model_method(
         return Err(ApiError::new(Code::NotFound, format!("Unknown method on models/{model_and_method}.")));
     };
     let bytes = read_limited(body, max_body_bytes(&state.limits)).await?;
-    let remote = state.remote_media(&caller);
     match method {
         "generateContent" => {
             let request = parse_gemini::<GenerateContentRequest>(&bytes)?;
@@ -81,19 +81,27 @@ pub async fn model_method(
         "countTokens" => {
             let engine = resolve_model(&state, model, &version, method)?;
             let request = parse_gemini::<CountTokensRequest>(&bytes)?;
-            let prompt = match request.generate_content_request {
-                Some(inner) => convert_generate_request(inner, &state.limits, &remote).await?.prompt,
-                None => Prompt { turns: convert_contents(request.contents, &state.limits, &remote).await?, ..Default::default() },
+            let (prompt, cached) = match request.generate_content_request {
+                Some(inner) => {
+                    let (prepared, cached) = prepare_request(&state, &caller, &engine, inner).await?;
+                    (prepared.prompt, cached)
+                }
+                None => {
+                    let turns = convert_contents(request.contents, &state.limits, &state.remote_media(&caller)).await?;
+                    (Prompt { turns, ..Default::default() }, 0)
+                }
             };
             let tokens = engine.count_tokens(&prompt).await?;
             Ok(json_response(&CountTokensResponse {
                 total_tokens: tokens.total(),
+                cached_content_token_count: cached,
                 prompt_tokens_details: modality_details(tokens),
             }))
         }
+        "batchGenerateContent" => crate::batches::create(&state, &caller, &version, model, &bytes).await,
         other => Err(ApiError::new(
             Code::NotFound,
-            format!("Method {other} is not supported on models/{model}; this server implements generateContent, streamGenerateContent and countTokens."),
+            format!("Method {other} is not supported on models/{model}; this server implements generateContent, streamGenerateContent, countTokens and batchGenerateContent."),
         )),
     }
 }

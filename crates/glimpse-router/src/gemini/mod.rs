@@ -2,7 +2,7 @@
 
 mod convert;
 mod handlers;
-mod response;
+pub mod response;
 pub mod types;
 
 use axum::routing::{get, post};
@@ -10,7 +10,7 @@ use axum::Router;
 
 use crate::AppState;
 
-pub use convert::convert_generate_request;
+pub use convert::{convert_contents, convert_generate_request, system_text};
 pub use types::GenerateContentRequest;
 
 pub fn routes() -> Router<AppState> {

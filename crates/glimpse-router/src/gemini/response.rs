@@ -47,6 +47,8 @@ pub struct UsageMetadata {
     #[serde(skip_serializing_if = "is_zero")]
     pub candidates_token_count: u32,
     pub total_token_count: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_content_token_count: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prompt_tokens_details: Vec<ModalityTokenCount>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -72,6 +74,7 @@ impl From<Usage> for UsageMetadata {
             prompt_token_count: usage.prompt.total(),
             candidates_token_count: usage.output,
             total_token_count: usage.prompt.total() + usage.output,
+            cached_content_token_count: usage.cached_prompt,
             prompt_tokens_details: modality_details(usage.prompt),
             candidates_tokens_details: if usage.output > 0 {
                 vec![ModalityTokenCount { modality: "TEXT", token_count: usage.output }]
@@ -116,6 +119,8 @@ impl GenerateContentResponse {
 #[serde(rename_all = "camelCase")]
 pub struct CountTokensResponse {
     pub total_tokens: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cached_content_token_count: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prompt_tokens_details: Vec<ModalityTokenCount>,
 }
@@ -149,7 +154,13 @@ impl ModelResource {
             description: format!("{}{note}", info.description),
             input_token_limit: info.input_token_limit,
             output_token_limit: info.output_token_limit,
-            supported_generation_methods: vec!["generateContent", "streamGenerateContent", "countTokens"],
+            supported_generation_methods: vec![
+                "generateContent",
+                "streamGenerateContent",
+                "countTokens",
+                "batchGenerateContent",
+                "createCachedContent",
+            ],
             temperature: 1.0,
             max_temperature: 2.0,
             top_p: 0.95,

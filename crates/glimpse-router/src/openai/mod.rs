@@ -42,6 +42,7 @@ fn usage_json(usage: Usage) -> Value {
         "prompt_tokens": usage.prompt.total(),
         "completion_tokens": usage.output,
         "total_tokens": usage.prompt.total() + usage.output,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_prompt},
     })
 }
 

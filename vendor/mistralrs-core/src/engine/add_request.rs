@@ -656,6 +656,7 @@ impl Engine {
                 request.response
             );
 
+            let prefill_cache = prefill_cache.and_then(|matched| images_covered_by(matched, &seq));
             seq = match prefill_cache.clone() {
                 Some(MatchingCache::Normal {
                     normal,
@@ -804,4 +805,32 @@ impl Engine {
             .await
             .expect("Sender disconnected unexpectedly!");
     }
+}
+
+/// Glimpse patch: a prefix-cache hit treats an image as cached only when the matched prefix holds all of its
+/// placeholder tokens. The cacher counts cached images by their hashes alone, so a prompt whose matched prefix
+/// ended before an image it shared with the cached one (another system prompt, another first turn) dropped that
+/// image's pixels while its placeholders were still to prefill: it was answered as if it had no image. A match
+/// that ends inside an image's placeholders is no hit at all.
+fn images_covered_by(matched: MatchingCache, seq: &Sequence) -> Option<MatchingCache> {
+    let total = seq.image_hashes().map_or(0, |hashes| hashes.len());
+    if total == 0 {
+        return Some(matched);
+    }
+    let MatchingCache::Normal { normal, recurrent_snapshots, audios_to_keep, videos_to_keep, toks, offset, .. } =
+        matched;
+    let images: Vec<_> = seq.mm_features().iter().filter(|f| f.identifier.starts_with("img:")).collect();
+    if images.len() != total || images.iter().any(|f| f.offset < offset && f.offset + f.length > offset) {
+        return None;
+    }
+    let covered = images.iter().filter(|f| f.offset + f.length <= offset).count();
+    Some(MatchingCache::Normal {
+        normal,
+        recurrent_snapshots,
+        images_to_keep: total - covered,
+        audios_to_keep,
+        videos_to_keep,
+        toks,
+        offset,
+    })
 }

@@ -493,8 +493,10 @@ impl Engine {
                                 }
                                 // Glimpse patch: a sequence the prompt step already finished (raw logits, a
                                 // first token that ends it, max_tokens 1) stays finished. Released, it was set
-                                // running again and decoded one step more after its answer was sent.
-                                SeqStepType::PromptAndDecode if seq.is_running() => {
+                                // running again and decoded one step more after its answer was sent. A
+                                // sequence that continued a cached prefix (RunningPrefillPrompt, which
+                                // `is_running` leaves out) goes on decoding too: it was dropped unanswered.
+                                SeqStepType::PromptAndDecode if seq.is_running() || seq.is_prompt() => {
                                     seq.set_state(SequenceState::RunningCompletion)
                                 }
                                 SeqStepType::PromptAndDecode => {}

@@ -3415,6 +3415,11 @@ impl MultimodalModelLoader for Qwen2_5VLLoader {
     fn supports_paged_attention(&self, _config: &str) -> bool {
         false
     }
+    // Glimpse patch: a prompt step after a prefix hit gets its mRoPE positions from the full prompt (see
+    // `Qwen2_5VLModel::forward`), so Qwen2.5-VL may continue from a cached prefix.
+    fn supports_prefix_cacher(&self, _config: &str) -> bool {
+        true
+    }
     fn prefixer(&self, _config: &str) -> Arc<dyn MultimodalPromptPrefixer> {
         Arc::new(Qwen2_5VLPrefixer)
     }

@@ -330,8 +330,11 @@ impl InputsProcessor for Qwen2_5VLImageProcessor {
                 // sequence's own tokens are authoritative: re-encoding generated text is not length-preserving
                 // (a model may emit a non-canonical tokenization), which shifted the mRoPE positions and failed
                 // with "shape mismatch in where_cond".
+                // Glimpse patch: the whole sequence (`all_toks`), so that after a prefix-cache hit the image pads
+                // are found at their places in the full prompt (the cached ones are then dropped below) and the
+                // mRoPE positions of the remaining tokens are computed over the full prompt in the model.
                 let ids = if seq.multimodal.has_changed_prompt {
-                    seq.get_toks().to_vec()
+                    seq.all_toks().to_vec()
                 } else {
                     tokenizer
                         .encode_fast(detok.clone(), false)
@@ -425,6 +428,42 @@ impl InputsProcessor for Qwen2_5VLImageProcessor {
                 all_continuous_img_pad,
                 all_continuous_vid_pad,
                 input_ids_searching,
+                image_nums,
+                video_nums,
+            )
+        } else if input_seqs.iter().any(|seq| seq.multimodal.rope_img_grid_thw.is_some()) {
+            // Glimpse patch: a sequence whose images all lie in a cached prefix (a prefix-cache hit keeps none of
+            // them) still needs its full prompt and its image count for mRoPE positions, in its prompt step and
+            // in every decode step; upstream treated it as text-only and put every position after the images
+            // where a prompt without them would have it.
+            let all_ids: Vec<Vec<u32>> = input_seqs.iter().map(|seq| seq.all_toks().to_vec()).collect();
+            let count = |prompt: &str, pad: &str| {
+                find_substring_indices(prompt, Qwen2_5VLProcessor::VISION_START)
+                    .iter()
+                    .filter(|&&idx| prompt[idx..idx + pad.len()] == *pad)
+                    .count()
+            };
+            let image_nums = input_seqs
+                .iter()
+                .map(|seq| count(seq.get_initial_prompt(), Qwen2_5VLProcessor::IMAGE_PAD))
+                .collect();
+            let video_nums = input_seqs
+                .iter()
+                .map(|seq| count(seq.get_initial_prompt(), Qwen2_5VLProcessor::VIDEO_PAD))
+                .collect();
+            let max_len = all_ids.iter().map(Vec::len).max().unwrap_or(0);
+            let padded = all_ids
+                .iter()
+                .map(|ids| Tensor::new([ids.clone(), vec![0; max_len - ids.len()]].concat(), device).unwrap())
+                .collect::<Vec<_>>();
+            (
+                Some(Tensor::stack(&padded, 0).unwrap()),
+                None,
+                None,
+                None,
+                vec![vec![]; input_seqs.len()],
+                vec![vec![]; input_seqs.len()],
+                all_ids,
                 image_nums,
                 video_nums,
             )

@@ -454,6 +454,24 @@ impl Qwen2_5VLModel {
             self.text.embed_tokens(input_ids)?
         };
 
+        // Glimpse patch: a prompt step after a prefix-cache hit prefills only the tokens after the cached prefix,
+        // but their mRoPE positions depend on every image before them: positions are computed over the full
+        // prompt (`input_ids_full` holds it) and the step's own tokens' positions taken from there. Upstream
+        // computed them over the remaining tokens alone, as if the prompt began there: an image prompt asked
+        // again was answered as if it had no image.
+        // A prompt step after a hit: its tokens and the cached ones make up the whole prompt (a decode step's
+        // `seqlens` is the whole sequence already). `input_ids_searching` holds each full prompt.
+        let prefix_hit = seqlen_offsets
+            .iter()
+            .zip(&seqlens)
+            .zip(&input_ids_searching)
+            .any(|((&offset, &len), full)| offset > 0 && offset + len == full.len());
+        let step_seqlens = seqlens.clone();
+        let seqlens: Vec<usize> = if prefix_hit {
+            seqlens.iter().zip(seqlen_offsets).map(|(len, offset)| len + offset).collect()
+        } else {
+            seqlens
+        };
         let mut ropeidx_attn_mask_bs = Vec::new();
         let max_seqlens = *seqlens.iter().max().unwrap();
         for len in &seqlens {
@@ -473,7 +491,7 @@ impl Qwen2_5VLModel {
         }
         let ropeidx_attn_mask_indices = Tensor::stack(&ropeidx_attn_mask_indices_bs, 0)?;
 
-        let ropeidx_input_ids = if attention_mask.is_some() {
+        let ropeidx_input_ids = if attention_mask.is_some() && !prefix_hit {
             input_ids
         } else {
             input_ids_full
@@ -489,7 +507,23 @@ impl Qwen2_5VLModel {
             video_nums,
         )?;
 
-        let position_ids = if attention_mask.is_some() {
+        let position_ids = if prefix_hit {
+            let step_len = input_ids.dim(1)?;
+            let mut rows = Vec::with_capacity(step_seqlens.len());
+            for (i, (&len, &offset)) in step_seqlens.iter().zip(seqlen_offsets).enumerate() {
+                let own = position_ids.i((.., i..i + 1, offset..offset + len))?;
+                rows.push(if len < step_len {
+                    own.pad_with_zeros(2, 0, step_len - len)?
+                } else {
+                    own
+                });
+            }
+            Tensor::cat(&rows, 1)?
+        } else if attention_mask.is_some() && rope_img_grid_thw.is_none() && rope_vid_grid_thw.is_none() {
+            // Glimpse patch: a text-only prompt step continues its positions from a cached prefix (0 without one).
+            let offsets = seqlen_offsets.iter().map(|&offset| offset as i64).collect::<Vec<_>>();
+            position_ids.broadcast_add(&Tensor::new(offsets, input_ids.device())?.reshape((1, (), 1))?)?
+        } else if attention_mask.is_some() {
             position_ids
         } else {
             let mut position_ids = Tensor::new(
