@@ -4,7 +4,7 @@ For a model: N requests (the Debian darknet photos cycled, each asked for detect
   1. one at a time through generateContent (a client waiting for each answer),
   2. through generateContent from `--clients` concurrent clients (as many as the model has slots),
   3. as one batch job from a JSONL file (upload → create → SUCCEEDED), at the default batch share of the model
-     (half its slots) and with `--max-batch-concurrent` set to all of them,
+     (one slot) and with `--max-batch-concurrent` set to all of them,
 and, while a batch of the same requests runs, single interactive requests are timed (p50) against the same
 request on an idle server.
 
@@ -135,7 +135,7 @@ def main() -> None:
         report["concurrent_clients_s"] = one_by_one(url, bodies, args.clients)
         report["batch_all_slots_s"] = run_batch(url, bodies)
     for key in ("one_by_one_s", "concurrent_clients_s", "batch_default_share_s", "batch_all_slots_s"):
-        report[key.replace("_s", "_per_s")] = args.requests / report[key]
+        report[key.removesuffix("_s") + "_per_s"] = args.requests / report[key]
     print(json.dumps(report, indent=2))
 
 

@@ -187,7 +187,7 @@ def test_list_cancel_delete_and_unknown_jobs(tk, toolkit_url):
 
 
 def test_interactive_requests_go_before_a_running_batch(tk, toolkit_url):
-    """The toolkit works on one request per core; a batch may hold half of them and takes a slot only while no
+    """The toolkit works on one request per core; a batch may hold one of them and takes a slot only while no
     interactive request waits, so a request sent while a long batch runs is answered about as fast as alone."""
     tk.models.generate_content(model=MODEL, contents=[photo_part("person.jpg"), DETECT])
     started = time.monotonic()

@@ -185,7 +185,8 @@ struct AdmissionArgs {
     #[arg(long, env = "GLIMPSE_MAX_CONCURRENT_PER_KEY")]
     max_concurrent_per_key: Option<usize>,
     /// Generations batch jobs may have running at once per model; they start only while no interactive
-    /// request waits (default: half of --max-concurrent, at least one).
+    /// request waits (default: one, which keeps interactive latency on a CPU; raise it on a GPU, where batching
+    /// adds throughput).
     #[arg(long, env = "GLIMPSE_MAX_BATCH_CONCURRENT")]
     max_batch_concurrent: Option<usize>,
     /// Seconds a request may wait for its model before it is answered 429.
@@ -358,6 +359,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         prepared_caches: Arc::new(glimpse_router::caches::PreparedCaches::new(args.files.cache_memory_bytes)),
         cache_min_tokens: args.files.cache_min_tokens,
         batch_wakeup: Arc::default(),
+        batch_share: admission.max_batch_concurrent.unwrap_or(1),
     };
     glimpse_router::batches::runner::spawn(state.clone());
     if let Some(metrics_addr) = &args.ops.metrics_addr {

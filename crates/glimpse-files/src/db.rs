@@ -104,14 +104,16 @@ const MIGRATIONS: &[&[&str]] = &[
         )",
         "CREATE INDEX batches_by_project ON batches (project, create_ms)",
         "CREATE INDEX batches_by_state ON batches (state, create_ms)",
+        // The request (up to megabytes of base64) comes last: SQLite keeps a row's first columns on its page and
+        // the rest in overflow pages, so counting outcomes does not read every request.
         "CREATE TABLE batch_requests (
             batch_id TEXT NOT NULL,
             idx BIGINT NOT NULL,
+            outcome TEXT,
             request_key TEXT,
             metadata TEXT,
-            request TEXT,
-            outcome TEXT,
             result TEXT,
+            request TEXT,
             PRIMARY KEY (batch_id, idx)
         )",
         "CREATE TABLE cached_contents (

@@ -60,6 +60,8 @@ pub struct AppState {
     pub cache_min_tokens: u32,
     /// Wakes this replica's batch runner when a job is made here.
     pub batch_wakeup: Arc<tokio::sync::Notify>,
+    /// Generations batch jobs may run at once per model (`--max-batch-concurrent`; admission enforces it).
+    pub batch_share: usize,
 }
 
 impl AppState {

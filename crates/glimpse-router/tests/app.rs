@@ -97,6 +97,7 @@ fn router() -> axum::Router {
         prepared_caches: Arc::default(),
         cache_min_tokens: 0,
         batch_wakeup: Arc::default(),
+        batch_share: 1,
     })
 }
 

@@ -62,7 +62,7 @@ pub async fn read_file<S>(db: &Db, id: &str, mut body: S, max_line: usize) -> Re
 where
     S: Stream<Item = Result<Bytes, GlimpseError>> + Unpin,
 {
-    let mut lines = LineSplitter { buffer: BytesMut::new(), max_line, skipping: false, number: 0 };
+    let mut lines = LineSplitter { buffer: BytesMut::new(), scanned: 0, max_line, skipping: false, number: 0 };
     let mut page = Vec::with_capacity(PAGE);
     let mut count = 0u64;
     let flush = |page: &mut Vec<NewBatchRequest>, count: &mut u64| {
@@ -91,6 +91,9 @@ where
 /// Splits bytes into lines, skipping blank ones, cutting off (and failing) lines over `max_line`.
 struct LineSplitter {
     buffer: BytesMut,
+    /// Bytes of `buffer` already searched for a newline (a long line arrives in many pieces: each byte is
+    /// looked at once, not once per piece).
+    scanned: usize,
     max_line: usize,
     /// Inside a line that was too long, until its newline.
     skipping: bool,
@@ -101,23 +104,30 @@ impl LineSplitter {
     /// The next whole line's request; at the `end` of the input, also the last line without a newline.
     fn next_line(&mut self, end: bool) -> Option<NewBatchRequest> {
         loop {
-            let newline = self.buffer.iter().position(|&b| b == b'\n');
+            let newline = self.buffer[self.scanned..].iter().position(|&b| b == b'\n').map(|at| self.scanned + at);
+            self.scanned = self.buffer.len();
             let line = match newline {
                 Some(at) => {
                     let line = self.buffer.split_to(at);
                     self.buffer.advance(1);
+                    self.scanned = 0;
                     line
                 }
-                None if end && !self.buffer.is_empty() => self.buffer.split(),
+                None if end && !self.buffer.is_empty() => {
+                    self.scanned = 0;
+                    self.buffer.split()
+                }
                 None => {
                     if self.buffer.len() > self.max_line && !self.skipping {
                         self.skipping = true;
                         self.number += 1;
                         self.buffer.clear();
+                        self.scanned = 0;
                         return Some(too_long(self.number, self.max_line));
                     }
                     if self.skipping {
                         self.buffer.clear();
+                        self.scanned = 0;
                     }
                     return None;
                 }
@@ -152,7 +162,7 @@ mod tests {
     use super::*;
 
     fn split(input: &[&[u8]], max_line: usize) -> Vec<NewBatchRequest> {
-        let mut lines = LineSplitter { buffer: BytesMut::new(), max_line, skipping: false, number: 0 };
+        let mut lines = LineSplitter { buffer: BytesMut::new(), scanned: 0, max_line, skipping: false, number: 0 };
         let mut out = Vec::new();
         for piece in input {
             lines.buffer.extend_from_slice(piece);

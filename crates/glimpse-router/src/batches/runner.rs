@@ -120,8 +120,9 @@ async fn run(state: &AppState, store: &FileStore, job: &BatchRecord) -> Result<(
         db.set_batch_state(&job.id, BatchState::Failed, None, None, Some(&message)).await?;
         return Ok(());
     };
-    // Enough requests in flight to fill the batch share of the model's slots (admission enforces the share).
-    let concurrency = engine.info().concurrency.max(1);
+    // The batch share of the model's slots, plus one request read and checked ahead (admission enforces the
+    // share; more in flight would only hold their images while they wait).
+    let concurrency = state.batch_share.clamp(1, engine.info().concurrency.max(1)) + 1;
     loop {
         if state.draining.is_draining() {
             return Err(GlimpseError::Unavailable("the server is draining".into()));
