@@ -414,12 +414,7 @@ impl FileStore {
         id: &str,
         max_bytes: u64,
     ) -> Result<(FileRecord, Vec<u8>), GlimpseError> {
-        let file = self.get(project, id).await?;
-        if file.state != FileState::Active {
-            return Err(GlimpseError::FailedPrecondition(format!(
-                "The File {id} is not in an ACTIVE state and usage is not allowed."
-            )));
-        }
+        let file = self.active(project, id).await?;
         if file.size_bytes > max_bytes {
             return Err(GlimpseError::invalid(format!(
                 "The File {id} has {} bytes; images used in a prompt may have at most {max_bytes} bytes.",
@@ -429,6 +424,24 @@ impl FileStore {
         let key = file.blob_key.clone().ok_or_else(|| no_such_file(id))?;
         let bytes = self.blobs.read(&key).await?;
         Ok((file, bytes))
+    }
+
+    /// A file of `project` that may be used (ACTIVE); a FAILED one is FAILED_PRECONDITION, as upstream.
+    async fn active(&self, project: &str, id: &str) -> Result<FileRecord, GlimpseError> {
+        let file = self.get(project, id).await?;
+        if file.state != FileState::Active {
+            return Err(GlimpseError::FailedPrecondition(format!(
+                "The File {id} is not in an ACTIVE state and usage is not allowed."
+            )));
+        }
+        Ok(file)
+    }
+
+    /// A file's bytes as a stream (constant memory).
+    async fn stream_of(&self, file: FileRecord) -> Result<(FileRecord, BoxStream<'static, Result<Bytes, GlimpseError>>), GlimpseError> {
+        let key = file.blob_key.clone().ok_or_else(|| no_such_file(&file.id))?;
+        let stream = self.blobs.stream(&key).await?;
+        Ok((file, stream))
     }
 
     /// Stores `body` as a file the server made (a batch job's results): hashed on the way, published ACTIVE,
@@ -446,14 +459,8 @@ impl FileStore {
         let id = ids::new_file_id();
         let key = format!("files/{project}/generated-{id}");
         let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let hashed = body.map(|piece| {
-            piece.inspect(|p| {
-                hasher.update(p);
-                size += p.len() as u64;
-            })
-        });
-        self.blobs.write(&key, hashed, |_| Ok(())).await?;
+        let hashed = body.map(|piece| piece.inspect(|p| hasher.update(p)));
+        let size = self.blobs.write(&key, hashed, |_| Ok(())).await?;
         let now = now_ms();
         let record = FileRecord {
             id,
@@ -489,9 +496,7 @@ impl FileStore {
                 "Only generated files can be downloaded; uploaded files cannot be downloaded.",
             ));
         }
-        let key = file.blob_key.clone().ok_or_else(|| no_such_file(id))?;
-        let stream = self.blobs.stream(&key).await?;
-        Ok((file, stream))
+        self.stream_of(file).await
     }
 
     /// The bytes of an ACTIVE file as a stream (a batch job reads its input line by line).
@@ -500,15 +505,8 @@ impl FileStore {
         project: &str,
         id: &str,
     ) -> Result<(FileRecord, BoxStream<'static, Result<Bytes, GlimpseError>>), GlimpseError> {
-        let file = self.get(project, id).await?;
-        if file.state != FileState::Active {
-            return Err(GlimpseError::FailedPrecondition(format!(
-                "The File {id} is not in an ACTIVE state and usage is not allowed."
-            )));
-        }
-        let key = file.blob_key.clone().ok_or_else(|| no_such_file(id))?;
-        let stream = self.blobs.stream(&key).await?;
-        Ok((file, stream))
+        let file = self.active(project, id).await?;
+        self.stream_of(file).await
     }
 
     /// Deletes expired files and abandoned uploads; returns how many were removed.

@@ -26,10 +26,10 @@ pub fn operation_json(batch: &BatchRecord, stats: BatchStats, output: Option<Val
         "createTime": rfc3339(batch.create_ms),
         "updateTime": rfc3339(batch.update_ms),
         "batchStats": {
-            "requestCount": stats.requests.max(batch.request_count).to_string(),
+            "requestCount": stats.requests.to_string(),
             "successfulRequestCount": stats.succeeded.to_string(),
             "failedRequestCount": stats.failed.to_string(),
-            "pendingRequestCount": (stats.requests.max(batch.request_count) - stats.succeeded - stats.failed).to_string(),
+            "pendingRequestCount": stats.pending.to_string(),
         },
     });
     if let Some(display_name) = &batch.display_name {
@@ -78,12 +78,17 @@ pub async fn output(store: &FileStore, batch: &BatchRecord) -> Result<Option<Val
     Ok(Some(json!({"inlinedResponses": {"inlinedResponses": responses}})))
 }
 
-/// One inline result; `None` for a request that never ran (a cancelled job's).
-fn inline_response(result: &BatchResult) -> Option<Value> {
-    let mut entry = match result.outcome.as_ref()? {
+/// `{"response": …}` or `{"error": …}`; `None` for a request that never ran (a cancelled job's).
+fn outcome_json(result: &BatchResult) -> Option<Value> {
+    Some(match result.outcome.as_ref()? {
         Ok(response) => json!({"response": parse_stored(response)}),
         Err(status) => json!({"error": parse_stored(status)}),
-    };
+    })
+}
+
+/// One inline result, with its request's `metadata`.
+fn inline_response(result: &BatchResult) -> Option<Value> {
+    let mut entry = outcome_json(result)?;
     if let Some(metadata) = &result.metadata {
         entry["metadata"] = parse_stored(metadata);
     }
@@ -92,10 +97,7 @@ fn inline_response(result: &BatchResult) -> Option<Value> {
 
 /// One line of a results file: `{"key", "response" | "error"}`; `None` for a request that never ran.
 pub fn results_line(result: &BatchResult) -> Option<String> {
-    let mut line = match result.outcome.as_ref()? {
-        Ok(response) => json!({"response": parse_stored(response)}),
-        Err(status) => json!({"error": parse_stored(status)}),
-    };
+    let mut line = outcome_json(result)?;
     if let Some(key) = &result.key {
         line["key"] = json!(key);
     }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use glimpse_core::{Engine, GenerateRequest, GlimpseError, Prompt, Turn};
+use glimpse_core::{Engine, GenerateRequest, GlimpseError, Part, Prompt, Turn};
 use hashlink::LinkedHashMap;
 use serde_json::{json, Value};
 
@@ -30,7 +30,11 @@ impl PreparedPrompt {
 
     /// Image bytes held (what the memory budget counts).
     fn bytes(&self) -> usize {
-        self.as_prompt().images().map(|image| image.source.bytes().len()).sum::<usize>() + 1024
+        let images = self.turns.iter().flat_map(|turn| &turn.parts).filter_map(|part| match part {
+            Part::Image(image) => Some(image.source.bytes().len()),
+            Part::Text(_) => None,
+        });
+        images.sum::<usize>() + 1024
     }
 }
 
