@@ -73,12 +73,18 @@ _RUNNING: list[GlimpseServer] = []
 
 
 def start_server(
-    tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None, *, fixture_model: bool = True
+    tmp_dir: Path,
+    name: str,
+    extra_args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    fixture_model: bool = True,
+    wrapper: list[str] | None = None,
 ) -> GlimpseServer:
     """Starts `glimpse serve` on the fixture model with `extra_args` (and `env` instead of this process's
     environment); stop it with `stop_server`. `fixture_model=False` starts it with no model at all: the
-    built-in toolkit answers."""
-    return _start_server(tmp_dir, name, extra_args, env, fixture_model)
+    built-in toolkit answers. `wrapper` is a command the server runs under (e.g. `unshare`)."""
+    return _start_server(tmp_dir, name, extra_args, env, fixture_model, wrapper)
 
 
 def stop_server(server: GlimpseServer) -> None:
@@ -86,7 +92,12 @@ def stop_server(server: GlimpseServer) -> None:
 
 
 def _start_server(
-    tmp_dir: Path, name: str, extra_args: list[str], env: dict[str, str] | None = None, fixture_model: bool = True
+    tmp_dir: Path,
+    name: str,
+    extra_args: list[str],
+    env: dict[str, str] | None = None,
+    fixture_model: bool = True,
+    wrapper: list[str] | None = None,
 ) -> GlimpseServer:
     if not sdkutil.GLIMPSE_BIN.is_file():
         pytest.fail(f"server binary not found: {sdkutil.GLIMPSE_BIN} (build it, or set GLIMPSE_BIN)", pytrace=False)
@@ -100,6 +111,7 @@ def _start_server(
     named = "--model" in extra_args or "--config" in extra_args
     models = [] if named or not fixture_model else ["--model", str(sdkutil.MODEL_DIR)]
     args = [
+        *(wrapper or []),
         str(sdkutil.GLIMPSE_BIN),
         "serve",
         *models,

@@ -49,6 +49,17 @@ def send(url: str, offset: int, data: bytes, finalize: bool) -> httpx.Response:
                       content=data, timeout=30)
 
 
+def send_until_claimed(url: str, offset: int, data: bytes) -> httpx.Response:
+    """The last chunk and finalize, sent again while a killed finalize's claim holds (400 FAILED_PRECONDITION until
+    its 10 s lease runs out)."""
+    deadline = time.monotonic() + 20
+    while True:
+        r = send(url, offset, data, True)
+        if r.status_code != 400 or "FAILED_PRECONDITION" not in r.text or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
 def moved(url: str, base: str) -> str:
     """An upload URL of the server before the restart, pointed at the one after it (a new port)."""
     return base + url[url.index("/upload/"):]
@@ -161,7 +172,9 @@ def test_sigkill_loses_nothing_acknowledged_and_leaves_nothing_behind(tmp_path):
             resumed += 1
             received = int(query.headers["x-goog-upload-size-received"])
             assert received in (uploader.acknowledged, min(uploader.acknowledged + CHUNK, len(uploader.data))), received
-            file = send(url, received, uploader.data[received:], True).json()["file"]
+            answer = send_until_claimed(url, received, uploader.data[received:])
+            assert answer.status_code == 200 and "file" in answer.json(), (received, answer.status_code, answer.text)
+            file = answer.json()["file"]
             assert (file["state"], file["sha256Hash"]) == ("ACTIVE", sha256_b64(uploader.data))
         r = httpx.get(f"{base}/v1beta/interactions/{stored}", headers=HEADERS, timeout=30)
         assert r.status_code == 200, r.text
@@ -212,12 +225,7 @@ def test_a_finalize_killed_midway_can_be_sent_again(tmp_path, kill_after_s):
     server = start_server(tmp_path, "after", ["--data-dir", str(data_dir)])
     try:
         url = moved(url, server.url)
-        deadline = time.monotonic() + 20
-        while True:
-            r = send(url, len(data), b"", True)
-            if r.status_code != 400 or time.monotonic() > deadline:  # 400 FAILED_PRECONDITION: the claim still holds
-                break
-            time.sleep(0.5)
+        r = send_until_claimed(url, len(data), b"")
         if r.status_code == 404:  # it was finalized before the kill: the session is gone, the file is there
             [file] = httpx.get(f"{server.url}/v1beta/files", headers=HEADERS).json()["files"]
         else:

@@ -3,6 +3,7 @@
 mod annotate;
 mod config;
 mod hub;
+mod listener;
 mod models;
 mod ops;
 
@@ -200,6 +201,11 @@ struct AdmissionArgs {
     /// (default: a quarter of the machine's memory).
     #[arg(long, env = "GLIMPSE_MAX_INFLIGHT_BYTES")]
     max_inflight_bytes: Option<u64>,
+    /// Seconds a client may take to send a request's line and headers, and may send nothing while its body
+    /// is unfinished; then its connection is closed (a body cut short is answered 408 first). 0: no limit. An
+    /// upload chunk cut this way can be resent: the upload goes on from its last acknowledged offset.
+    #[arg(long, env = "GLIMPSE_READ_TIMEOUT", default_value_t = 30.0)]
+    read_timeout: f64,
 }
 
 impl AdmissionArgs {
@@ -216,6 +222,12 @@ impl AdmissionArgs {
             max_concurrent_per_key: self.max_concurrent_per_key,
             max_batch_concurrent: self.max_batch_concurrent,
         })
+    }
+
+    /// `--read-timeout`; `None` when 0 (no limit).
+    fn read_timeout(&self) -> anyhow::Result<Option<Duration>> {
+        anyhow::ensure!(self.read_timeout.is_finite() && self.read_timeout >= 0.0, "--read-timeout must be a number of seconds");
+        Ok((self.read_timeout > 0.0).then(|| Duration::from_secs_f64(self.read_timeout)))
     }
 
     fn inflight_bytes(&self) -> u64 {
@@ -356,6 +368,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: if args.ops.metrics_addr.is_some() { None } else { Some(render_metrics.clone()) },
         draining: Arc::default(),
         body_budget: Some(BodyBudget::new(args.admission.inflight_bytes())),
+        body_read_timeout: args.admission.read_timeout()?,
         prepared_caches: Arc::new(glimpse_router::caches::PreparedCaches::new(args.files.cache_memory_bytes)),
         cache_min_tokens: args.files.cache_min_tokens,
         batch_wakeup: Arc::default(),
@@ -371,8 +384,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     eprintln!("glimpse: serving the Gemini API on http://{addr}{} (v1, v1beta, v1alpha)", args.path_prefix);
     let drain = Duration::from_secs(args.ops.drain_seconds);
-    let server = axum::serve(listener, app).with_graceful_shutdown(ops::drain_on_signal(draining, drain));
-    server.await?;
+    let header_timeout = args.admission.read_timeout()?;
+    listener::serve(listener, app, header_timeout, ops::drain_on_signal(draining, drain)).await;
     eprintln!("glimpse: drained, exiting");
     Ok(())
 }

@@ -101,6 +101,10 @@ pub enum GlimpseError {
     /// The metadata database or blob store failed.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The request body ended before its end: the client stopped sending (`--read-timeout`) or went
+    /// away. An upload's session survives it, to be resumed from its last acknowledged offset.
+    #[error("{0}")]
+    BodyInterrupted(String),
 }
 
 impl GlimpseError {
@@ -119,6 +123,7 @@ impl GlimpseError {
             GlimpseError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             GlimpseError::Unimplemented(_) => Code::Unimplemented,
             GlimpseError::Engine(_) | GlimpseError::Storage(_) => Code::Internal,
+            GlimpseError::BodyInterrupted(_) => Code::Cancelled,
         }
     }
 

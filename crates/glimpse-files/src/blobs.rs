@@ -28,6 +28,8 @@ pub const WRITE_BUFFER: usize = 8 * 1024 * 1024;
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// The folder, when the store is one (see [`Blobs::remove_staging`]).
+    folder: Option<std::path::PathBuf>,
     /// The URL without credentials, for logs.
     url: String,
 }
@@ -73,14 +75,14 @@ impl Blobs {
         let mut shown = parsed.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
-        Ok(Blobs { store, prefix, url: shown.to_string() })
+        Ok(Blobs { store, prefix, folder: None, url: shown.to_string() })
     }
 
     fn folder(dir: &FsPath) -> Result<Blobs, GlimpseError> {
         std::fs::create_dir_all(dir).map_err(|e| blob_error(&format!("creating {}", dir.display()), e))?;
         let dir = dir.canonicalize().map_err(|e| blob_error(&format!("opening {}", dir.display()), e))?;
         let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| blob_error("opening the folder", e))?;
-        Ok(Blobs { store: Arc::new(store), prefix: Path::default(), url: format!("file://{}", dir.display()) })
+        Ok(Blobs { store: Arc::new(store), prefix: Path::default(), folder: Some(dir.clone()), url: format!("file://{}", dir.display()) })
     }
 
     /// The store's URL, credentials left out.
@@ -114,7 +116,7 @@ impl Blobs {
         let mut body = body;
         let result = async {
             while let Some(piece) = body.next().await {
-                let piece = piece.map_err(|e| GlimpseError::invalid(format!("Reading the upload failed: {e}")))?;
+                let piece = piece.map_err(|e| GlimpseError::BodyInterrupted(format!("The upload's bytes stopped arriving: {e}")))?;
                 total += piece.len() as u64;
                 check(total)?;
                 writer.put(piece).await.map_err(|e| blob_error("writing", e))?;
@@ -151,15 +153,40 @@ impl Blobs {
     /// Deleting a missing object is not an error: replicas' sweepers and a client's delete may race.
     pub async fn delete(&self, key: &str) -> Result<(), GlimpseError> {
         match self.store.delete(&self.path(key)?).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(blob_error("deleting", e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(blob_error("deleting", e)),
         }
+        let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
+        let staged = format!("{file}#");
+        self.remove_staging(dir, move |name| name.starts_with(&staged)).await
+    }
+
+    /// A folder store writes an object as `key#N` and renames it when complete; a process killed midway leaves
+    /// that file behind, and `object_store` neither lists nor deletes such names. Deleting an object (or a
+    /// prefix) therefore also removes the staging files in its folder `dir` that `select` picks by name.
+    async fn remove_staging(&self, dir: &str, select: impl Fn(&str) -> bool + Send + 'static) -> Result<(), GlimpseError> {
+        let Some(folder) = &self.folder else { return Ok(()) };
+        let dir = folder.join(dir);
+        tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+            for entry in entries.flatten() {
+                if entry.file_name().to_str().is_some_and(|name| name.contains('#') && select(name)) {
+                    remove_tree(&entry.path())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| blob_error("removing staging files", e))?
+        .map_err(|e: std::io::Error| blob_error("removing staging files", e))
     }
 
     /// Deletes every object whose key starts with `prefix/`: what a process killed while writing may have left
     /// under an upload's own prefix without a row naming it.
     pub async fn delete_under(&self, prefix: &str) -> Result<(), GlimpseError> {
+        let prefix_key = prefix.trim_end_matches('/').to_string();
         let prefix = self.path(prefix)?;
+        self.remove_staging(&prefix_key, |_| true).await?;
         let mut listed = self.store.list(Some(&prefix));
         while let Some(meta) = listed.next().await {
             match meta {
@@ -180,5 +207,14 @@ impl Blobs {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(blob_error("checking", e)),
         }
+    }
+}
+
+/// Removes a file, or a folder and everything in it.
+fn remove_tree(path: &FsPath) -> std::io::Result<()> {
+    let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }

@@ -1,14 +1,26 @@
 //! Reading a JSON request body under the size cap, with Google-format errors for every failure.
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
+use glimpse_core::GlimpseError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::json_keys;
 
-/// Reads at most `limit` bytes; a larger body is refused with 413 before it is buffered.
+/// Reads at most `limit` bytes; a larger body is refused with 413 before it is buffered. A body that ends
+/// early (the client went away, or stopped sending: see `body_timeout`) is `CANCELLED`.
 pub async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::body_too_large(limit))
+    // A declared length over the limit is refused at once, not after the limit's worth has been sent.
+    if body.size_hint().lower() > limit as u64 {
+        return Err(ApiError::body_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            ApiError::body_too_large(limit)
+        } else {
+            GlimpseError::BodyInterrupted("The request body ended before all of it arrived.".into()).into()
+        }
+    })
 }
 
 /// Parses a Gemini (proto-JSON) body: keys normalised to camelCase outside free-form maps, then typed.
@@ -24,9 +36,38 @@ pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))
 }
 
+/// Bodies from this size up are parsed on tokio's blocking pool. Parsing a request with a megapixel photo in
+/// it (JSON, then the keys, then base64) takes milliseconds; a burst of them on the async workers made light
+/// requests (`GET models`, health checks) wait hundreds of milliseconds behind them. Below it, the hop to the
+/// pool costs more than it frees.
+pub const PARSE_OFF_RUNTIME_FROM: usize = 64 * 1024;
+
+/// Runs `work` on the blocking pool when `size` is at least [`PARSE_OFF_RUNTIME_FROM`], else in place.
+pub async fn off_runtime_if_large<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < PARSE_OFF_RUNTIME_FROM {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::from(GlimpseError::Engine(format!("a request parsing task failed: {e}"))))?
+}
+
+/// [`parse_gemini`] of a whole body, off the async workers when it is large.
+pub async fn parse_gemini_body<T: DeserializeOwned + Send + 'static>(bytes: axum::body::Bytes) -> Result<T, ApiError> {
+    off_runtime_if_large(bytes.len(), move || parse_gemini(&bytes)).await
+}
+
+/// [`parse_json`] of a whole body, off the async workers when it is large.
+pub async fn parse_json_body(bytes: axum::body::Bytes) -> Result<serde_json::Value, ApiError> {
+    off_runtime_if_large(bytes.len(), move || parse_json(&bytes)).await
+}
+
 /// A JSON object body read under the size cap (the Interactions and OpenAI requests).
 pub async fn read_json_object(body: Body, limit: usize) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    match parse_json(&read_limited(body, limit).await?)? {
+    match parse_json_body(read_limited(body, limit).await?).await? {
         serde_json::Value::Object(object) => Ok(object),
         _ => Err(ApiError::invalid("The request body must be a JSON object.")),
     }

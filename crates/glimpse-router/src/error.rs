@@ -73,6 +73,18 @@ impl ApiError {
         }
     }
 
+    /// The client stopped sending its body for longer than `--read-timeout`: HTTP 408 (the client's
+    /// slowness, not the server's), with Google's code for a deadline.
+    pub fn body_stalled(timeout: std::time::Duration) -> Self {
+        ApiError {
+            http_status: 408,
+            ..ApiError::new(
+                Code::DeadlineExceeded,
+                format!("The request body stopped arriving: nothing was received for {:.0?}.", timeout),
+            )
+        }
+    }
+
     /// An HTTP answer carrying `body` (this error in some surface's format) with this error's status and
     /// `Retry-After`.
     pub fn respond_with(&self, body: serde_json::Value) -> Response {

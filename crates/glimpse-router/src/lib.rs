@@ -9,6 +9,7 @@ pub mod auth;
 pub mod batches;
 mod body;
 pub mod body_budget;
+pub mod body_timeout;
 pub mod caches;
 mod error;
 mod files;
@@ -16,7 +17,7 @@ mod gemini;
 mod http;
 mod interactions;
 mod json_keys;
-mod lenient;
+pub mod lenient;
 pub mod observability;
 mod openai;
 mod playground;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub draining: Arc<observability::Draining>,
     /// `--max-inflight-bytes`; `None`: request bodies are not budgeted.
     pub body_budget: Option<body_budget::BodyBudget>,
+    /// `--read-timeout`: the longest a request body may send nothing; `None`: no limit.
+    pub body_read_timeout: Option<std::time::Duration>,
     /// Caches prepared on this replica (`cachedContents`), kept within a byte budget.
     pub prepared_caches: Arc<caches::PreparedCaches>,
     /// The fewest tokens a cache may hold (`--cache-min-tokens`; Gemini's is 1,024 on Flash models).
@@ -94,6 +97,7 @@ pub fn app(state: AppState) -> Router {
     let app = if prefix.is_empty() { api } else { Router::new().nest(prefix, api) };
     app.merge(observability::routes().with_state(state.clone()))
         .fallback(error::not_found_route)
+        .layer(middleware::from_fn_with_state(state.clone(), body_timeout::enforce))
         .layer(middleware::from_fn(error::google_envelope))
         .layer(request_id::trace_layer())
         .layer(middleware::from_fn(request_id::assign))

@@ -94,6 +94,7 @@ fn router() -> axum::Router {
         metrics: None,
         draining: Arc::default(),
         body_budget: None,
+        body_read_timeout: None,
         prepared_caches: Arc::default(),
         cache_min_tokens: 0,
         batch_wakeup: Arc::default(),

@@ -60,6 +60,14 @@ pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &ImageLimits) ->
     }
     let (width, height) = (plane.width, plane.height);
     check_dimensions(width, height, limits)?;
+    // The coded picture (the HEVC parameter sets) can disagree with the container's `ispe` size, which the
+    // limits and every plan were checked against: such a file is refused, not used at a size nobody checked.
+    if (width, height) != (handle.width(), handle.height()) {
+        return Err(MediaError::undecodable(
+            format,
+            &format!("the coded picture is {width}x{height} but the file declares {}x{}", handle.width(), handle.height()),
+        ));
+    }
     let row_bytes = width as usize * channels;
     if plane.stride < row_bytes || plane.data.len() < plane.stride * height as usize {
         return Err(MediaError::undecodable(format, "libheif returned an inconsistent pixel buffer"));

@@ -10,6 +10,7 @@ pub mod runner;
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
@@ -44,11 +45,15 @@ fn store(state: &AppState) -> Result<&FileStore, ApiError> {
 
 /// `POST /{v}/models/{model}:batchGenerateContent` (the body already read under the size cap):
 /// `{"batch": {"displayName", "inputConfig": {"requests": {"requests": [...]}} | {"fileName": "files/…"}}}`.
-pub async fn create(state: &AppState, caller: &Caller, version: &str, model: &str, bytes: &[u8]) -> Result<Response, ApiError> {
+pub async fn create(state: &AppState, caller: &Caller, version: &str, model: &str, bytes: Bytes) -> Result<Response, ApiError> {
     let store = store(state)?;
     let engine = resolve_model(state, model, version, "batchGenerateContent")?;
-    let mut body = parse_json(bytes)?;
-    crate::json_keys::normalize_gemini(&mut body);
+    let body = crate::body::off_runtime_if_large(bytes.len(), move || {
+        let mut body = parse_json(&bytes)?;
+        crate::json_keys::normalize_gemini(&mut body);
+        Ok(body)
+    })
+    .await?;
     let batch = body.get("batch").unwrap_or(&body);
     let display_name = match batch.get("displayName") {
         None | Some(Value::Null) => None,

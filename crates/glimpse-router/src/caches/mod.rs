@@ -24,7 +24,7 @@ use glimpse_files::FileStore;
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::body::{parse_json, read_limited};
+use crate::body::{parse_json, parse_json_body, read_limited};
 use crate::error::ApiError;
 use crate::http::{json_response, max_body_bytes, page_size, page_token, resolve_model, ApiVersion};
 use crate::AppState;
@@ -54,7 +54,7 @@ async fn create_cache(
     body: Body,
 ) -> Result<Response, ApiError> {
     let store = store(&state)?;
-    let mut body = parse_json(&read_limited(body, max_body_bytes(&state.limits)).await?)?;
+    let mut body = parse_json_body(read_limited(body, max_body_bytes(&state.limits)).await?).await?;
     crate::json_keys::normalize_gemini(&mut body);
     let model = match body.get("model") {
         Some(Value::String(model)) if !model.is_empty() => model.clone(),

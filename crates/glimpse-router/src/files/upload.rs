@@ -197,6 +197,11 @@ async fn chunk(
         match append(store, &session, request).await {
             Ok(session) => session,
             Err(AppendFailure::Offset(e)) => return upload_error(e, "active", Some(session.received)),
+            // A chunk cut short (the client stalled or went away) left nothing behind: the upload goes on
+            // from where it was, as a resumable upload must.
+            Err(AppendFailure::Fatal(e @ GlimpseError::BodyInterrupted(_))) => {
+                return upload_error(e, "active", Some(session.received));
+            }
             Err(AppendFailure::Fatal(e)) => {
                 let _ = store.discard(&session).await;
                 return upload_error(e, "final", None);

@@ -47,7 +47,16 @@ pub async fn convert_contents(
     if contents.is_empty() {
         return Err(GlimpseError::invalid("* GenerateContentRequest.contents: contents is not specified"));
     }
-    let mut plan = plan_contents(contents, limits)?;
+    // Decoding megabytes of base64 runs on the blocking pool, as parsing the body did (`body::PARSE_OFF_RUNTIME_FROM`).
+    let inline: usize = contents.iter().flat_map(|c| &c.parts).filter_map(|p| p.inline_data.as_ref()).map(|b| b.data.len()).sum();
+    let mut plan = if inline < crate::body::PARSE_OFF_RUNTIME_FROM {
+        plan_contents(contents, limits)?
+    } else {
+        let limits = limits.clone();
+        tokio::task::spawn_blocking(move || plan_contents(contents, &limits))
+            .await
+            .map_err(|e| GlimpseError::Engine(format!("inline data task failed: {e}")))??
+    };
     load_remote(&mut plan, remote).await?;
     let image_limits = limits.image;
     let turns = tokio::task::spawn_blocking(move || probe_plan(plan, &image_limits))

@@ -18,7 +18,7 @@ use super::response::{
 };
 use super::types::{CountTokensRequest, GenerateContentRequest};
 use crate::auth::Caller;
-use crate::body::{parse_gemini, read_limited};
+use crate::body::{parse_gemini_body, read_limited};
 use crate::error::ApiError;
 use crate::http::{
     bare_model_name, json_response, max_body_bytes, page_size, page_token, prepare_request, resolve_model, start_generation,
@@ -52,14 +52,14 @@ pub async fn model_method(
     let bytes = read_limited(body, max_body_bytes(&state.limits)).await?;
     match method {
         "generateContent" => {
-            let request = parse_gemini::<GenerateContentRequest>(&bytes)?;
+            let request = parse_gemini_body::<GenerateContentRequest>(bytes).await?;
             let (engine, stream) = start_generation(&state, &caller, model, &version, method, request).await?;
             let (text, finish, usage) = collect(stream).await?;
             let id = new_response_id();
             Ok(json_response(&GenerateContentResponse::text(text, Some(finish), Some(usage), &engine.info().id, &id)))
         }
         "streamGenerateContent" => {
-            let request = parse_gemini::<GenerateContentRequest>(&bytes)?;
+            let request = parse_gemini_body::<GenerateContentRequest>(bytes).await?;
             let (engine, stream) = start_generation(&state, &caller, model, &version, method, request).await?;
             let stream = crate::sse::start(stream).await?;
             let chunks = response_chunks(stream, engine.info().id.clone());
@@ -80,7 +80,7 @@ pub async fn model_method(
         }
         "countTokens" => {
             let engine = resolve_model(&state, model, &version, method)?;
-            let request = parse_gemini::<CountTokensRequest>(&bytes)?;
+            let request = parse_gemini_body::<CountTokensRequest>(bytes).await?;
             let (prompt, cached) = match request.generate_content_request {
                 Some(inner) => {
                     let (prepared, cached) = prepare_request(&state, &caller, &engine, inner).await?;
@@ -98,7 +98,7 @@ pub async fn model_method(
                 prompt_tokens_details: modality_details(tokens),
             }))
         }
-        "batchGenerateContent" => crate::batches::create(&state, &caller, &version, model, &bytes).await,
+        "batchGenerateContent" => crate::batches::create(&state, &caller, &version, model, bytes).await,
         other => Err(ApiError::new(
             Code::NotFound,
             format!("Method {other} is not supported on models/{model}; this server implements generateContent, streamGenerateContent, countTokens and batchGenerateContent."),

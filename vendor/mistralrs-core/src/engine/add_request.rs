@@ -732,7 +732,9 @@ impl Engine {
                     .response
                     .send(Ok(toks))
                     .await
-                    .expect("Sender disconnected unexpectedly!");
+                    // Glimpse patch: the caller may have gone (its client disconnected); that is no reason to
+                    // take the engine down with everyone else's requests.
+                    .unwrap_or_else(|_| warn!("Receiver disconnected"));
             }
             Either::Right(text) => {
                 let pipeline = &*get_mut_arcmutex!(self.pipeline);
@@ -766,7 +768,9 @@ impl Engine {
                     .response
                     .send(Ok(toks.get_ids().to_vec()))
                     .await
-                    .expect("Sender disconnected unexpectedly!");
+                    // Glimpse patch: the caller may have gone (its client disconnected); that is no reason to
+                    // take the engine down with everyone else's requests.
+                    .unwrap_or_else(|_| warn!("Receiver disconnected"));
             }
         };
     }
@@ -803,7 +807,9 @@ impl Engine {
             .response
             .send(Ok(txt))
             .await
-            .expect("Sender disconnected unexpectedly!");
+            // Glimpse patch: the caller may have gone (its client disconnected); that is no reason to
+                    // take the engine down with everyone else's requests.
+                    .unwrap_or_else(|_| warn!("Receiver disconnected"));
     }
 }
 
