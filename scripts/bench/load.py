@@ -5,6 +5,9 @@ long `GET models` took meanwhile. Every answer must be 200 or 429 (none dropped,
     .venv/bin/python scripts/bench/load.py                       # 200 clients, 1 MP photos; then 50 × 40 MP
     .venv/bin/python scripts/bench/load.py --runs 200x1 --extra --max-queue 50
 
+`--check` exits non-zero unless every run met issue 36's targets: every answer 200 or 429, peak RSS at most
+1.5 GB, `GET models` always under 100 ms. scripts/bench/load.sh runs both, with `--check` on the first.
+
 Needs the build of scripts/serve.sh (target/debug/glimpse) and fixtures/photos (scripts/setup-deps.sh).
 """
 from __future__ import annotations
@@ -13,6 +16,8 @@ import argparse
 import asyncio
 import base64
 import io
+import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -36,10 +41,28 @@ def photo(megapixels: float) -> bytes:
     return buffer.getvalue()
 
 
+def probe_models(url: str, stop, found) -> None:
+    """`GET models` every 0.25 s from a process of its own: in the clients' event loop it would time that loop's
+    own delays (sending hundreds of megabytes) along with the server's. It runs at raised priority where allowed
+    (root): the clients' process shares the server's cores here, as remote clients would not, and at equal priority
+    it delayed the probe's own sends by tens of milliseconds."""
+    times = []
+    try:
+        os.nice(-10)
+    except PermissionError:
+        pass
+    with httpx.Client(timeout=60, headers={"x-goog-api-key": "bench"}) as client:
+        while not stop.is_set():
+            start = time.perf_counter()
+            client.get(f"{url}/v1beta/models")
+            times.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.25)
+    found.put(times)
+
+
 async def run(url: str, clients: int, body: bytes, pid: int) -> dict:
     statuses: dict[int, int] = {}
     latencies: list[float] = []
-    models_ms: list[float] = []
     limits = httpx.Limits(max_connections=clients + 10)
     headers = {"x-goog-api-key": "bench", "content-type": "application/json"}
     with PeakRss(pid) as rss:
@@ -55,20 +78,16 @@ async def run(url: str, clients: int, body: bytes, pid: int) -> dict:
                 latencies.append(time.perf_counter() - start)
                 statuses[status] = statuses.get(status, 0) + 1
 
-            async def probe_models(stop: asyncio.Event):
-                while not stop.is_set():
-                    start = time.perf_counter()
-                    await client.get(f"{url}/v1beta/models")
-                    models_ms.append((time.perf_counter() - start) * 1000)
-                    await asyncio.sleep(0.25)
-
-            stop = asyncio.Event()
-            prober = asyncio.create_task(probe_models(stop))
+            stop = multiprocessing.Event()
+            found: multiprocessing.Queue = multiprocessing.Queue()
+            prober = multiprocessing.Process(target=probe_models, args=(url, stop, found))
+            prober.start()
             start = time.perf_counter()
             await asyncio.gather(*(one() for _ in range(clients)))
             wall = time.perf_counter() - start
             stop.set()
-            await prober
+            models_ms = found.get(timeout=60)
+            prober.join()
     latencies.sort()
     models_ms.sort()
     return {
@@ -87,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default=str(ROOT / "target/debug/glimpse"))
     parser.add_argument("--runs", nargs="+", default=["200x1", "50x40"], help="CLIENTSxMEGAPIXELS")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless every run met the targets")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `glimpse serve` flags")
     args = parser.parse_args()
     rows = []
@@ -104,6 +124,24 @@ def main() -> None:
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
         print(f"{clients:>7} {megapixels:>4.0f}MP {answers:<28} {r['wall']:>7.1f} {r['p50']:>6.1f} {r['p99']:>6.1f} "
               f"{r['rss_before']:>8.0f}MB {r['rss_peak']:>7.0f}MB {r['models_p50_ms']:>10.1f} / {r['models_max_ms']:.1f}")
+    if args.check:
+        missed = [f"{clients}x{megapixels:.0f}MP: {why}" for clients, megapixels, _, r in rows for why in missed_targets(r)]
+        if missed:
+            raise SystemExit("targets missed: " + "; ".join(missed))
+        print("targets met: every answer 200 or 429, peak RSS <= 1500 MB, GET models < 100 ms")
+
+
+def missed_targets(result: dict) -> list[str]:
+    """Issue 36's targets that one run missed."""
+    missed = []
+    others = {status: n for status, n in result["statuses"].items() if status not in (200, 429)}
+    if others:
+        missed.append(f"answers other than 200/429 {others}")
+    if result["rss_peak"] > 1500:
+        missed.append(f"peak RSS {result['rss_peak']:.0f} MB")
+    if not result["models_max_ms"] < 100:
+        missed.append(f"GET models took {result['models_max_ms']:.1f} ms")
+    return missed
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ impl Engine for ToolkitEngine {
                 let toolkit = self.toolkit.clone();
                 let constraint = request.constraint.clone();
                 let answer = move || toolkit.answer(&task, &question, &source.decode()?, &constraint);
-                tokio::task::spawn_blocking(answer)
+                glimpse_core::priority::spawn_compute(answer)
                     .await
                     .map_err(|e| GlimpseError::Engine(format!("the toolkit stopped: {e}")))??
             }

@@ -134,7 +134,7 @@ impl Engine for UpstreamEngine {
         };
         let images = {
             let (prepared, cache) = (prepared.clone(), self.config.pixel_cache.clone());
-            tokio::task::spawn_blocking(move || prepared.render_images(&cache))
+            glimpse_core::priority::spawn_compute(move || prepared.render_images(&cache))
                 .await
                 .map_err(|e| GlimpseError::Engine(format!("image preparation failed: {e}")))??
         };

@@ -15,6 +15,7 @@ pub mod media;
 pub mod media_resolution;
 pub mod metered;
 pub mod output_schema;
+pub mod priority;
 pub mod prompt;
 pub mod registry;
 pub mod stop_sequences;

@@ -51,9 +51,9 @@ pub async fn create(state: &AppState, caller: &Caller, version: &str, model: &st
     let body = crate::body::off_runtime_if_large(bytes.len(), move || {
         let mut body = parse_json(&bytes)?;
         crate::json_keys::normalize_gemini(&mut body);
-        Ok(body)
+        Ok::<_, ApiError>(body)
     })
-    .await?;
+    .await??;
     let batch = body.get("batch").unwrap_or(&body);
     let display_name = match batch.get("displayName") {
         None | Some(Value::Null) => None,

@@ -47,19 +47,13 @@ pub async fn convert_contents(
     if contents.is_empty() {
         return Err(GlimpseError::invalid("* GenerateContentRequest.contents: contents is not specified"));
     }
-    // Decoding megabytes of base64 runs on the blocking pool, as parsing the body did (`body::PARSE_OFF_RUNTIME_FROM`).
+    // Decoding megabytes of base64 runs on the parsing pool, as parsing the body did.
     let inline: usize = contents.iter().flat_map(|c| &c.parts).filter_map(|p| p.inline_data.as_ref()).map(|b| b.data.len()).sum();
-    let mut plan = if inline < crate::body::PARSE_OFF_RUNTIME_FROM {
-        plan_contents(contents, limits)?
-    } else {
-        let limits = limits.clone();
-        tokio::task::spawn_blocking(move || plan_contents(contents, &limits))
-            .await
-            .map_err(|e| GlimpseError::Engine(format!("inline data task failed: {e}")))??
-    };
+    let planned_limits = limits.clone();
+    let mut plan = crate::body::off_runtime_if_large(inline, move || plan_contents(contents, &planned_limits)).await??;
     load_remote(&mut plan, remote).await?;
     let image_limits = limits.image;
-    let turns = tokio::task::spawn_blocking(move || probe_plan(plan, &image_limits))
+    let turns = glimpse_core::priority::spawn_compute(move || probe_plan(plan, &image_limits))
         .await
         .map_err(|e| GlimpseError::Engine(format!("image header task failed: {e}")))??;
     limits.check_request_pixels(&turns)?;
