@@ -362,6 +362,7 @@ def test_loopback_url_is_refused_by_default(client, expected, image_site):
     err = client_error(ei)
     assert (err.code, err.status) == (400, "INVALID_ARGUMENT")
     assert "not publicly routable" in err.message
+    assert "--fetch-allow" in err.message, "the refusal says how the server admits a network"
 
 
 def test_allow_listed_url_is_fetched(tmp_path, expected, image_site):

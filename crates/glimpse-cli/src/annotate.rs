@@ -17,11 +17,25 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 pub const PALETTE: [[u8; 3]; 8] =
     [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]];
 
+/// The answer's items that carry a `box_2d`, if there is at least one (the answer may sit in a ```json fence).
+fn detections(answer: &str) -> Option<Vec<Value>> {
+    let body = answer.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```");
+    let items: Vec<Value> = serde_json::from_str(body.trim()).ok()?;
+    let boxed: Vec<Value> = items.into_iter().filter(|item| item.get(GEMINI_BOX_KEY).is_some()).collect();
+    (!boxed.is_empty()).then_some(boxed)
+}
+
 /// How strongly a mask of probability 1 tints the image.
 const MASK_OPACITY: f32 = 0.5;
 
+/// Gemini's documented detection prompt, which every model Glimpse serves answers with boxes.
+const DETECTION_PROMPT: &str =
+    "Detect the all of the prominent items in the image. The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000.";
+
 pub fn annotate(image: &DynamicImage, answer: &str) -> anyhow::Result<RgbImage> {
-    let items: Vec<Value> = serde_json::from_str(answer).context("the answer is not a JSON list of detections")?;
+    let items = detections(answer).ok_or_else(|| {
+        anyhow::anyhow!("--annotate: the answer has no boxes to draw; ask for them, e.g. glimpse ask IMAGE \"{DETECTION_PROMPT}\" --annotate OUT.png")
+    })?;
     let font = FontRef::try_from_slice(FONT).context("loading the embedded font")?;
     let mut canvas = image.to_rgb8();
     let size = (canvas.width(), canvas.height());
@@ -82,6 +96,18 @@ mod tests {
         let mut png = Vec::new();
         mask.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png))
+    }
+
+    #[test]
+    fn answers_without_boxes_say_which_prompt_gives_them() {
+        let image = DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 20, Rgb([255, 255, 255])));
+        for answer in ["A dog next to a bicycle.", "[]", r#"[{"label": "dog"}]"#, r#"{"box_2d": [1, 2, 3, 4]}"#] {
+            let error = annotate(&image, answer).unwrap_err().to_string();
+            assert!(error.contains("has no boxes") && error.contains("The box_2d should be"), "{answer}: {error}");
+        }
+        // Gemini's answers often sit in a ```json fence.
+        let fenced = "```json\n[{\"box_2d\": [0, 0, 500, 500], \"label\": \"a\"}]\n```";
+        assert_eq!(*annotate(&image, fenced).unwrap().get_pixel(0, 0), Rgb(PALETTE[0]));
     }
 
     #[test]

@@ -277,15 +277,27 @@ fn folder_bytes(folder: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `glimpse models list` table.
-pub fn print_list(models: &[CachedModel]) -> anyhow::Result<()> {
+/// A model that comes with Glimpse (`toolkit`, `shapes`): its name, what it serves as, and its folder.
+pub struct BuiltinModel {
+    pub name: &'static str,
+    pub serves_as: &'static str,
+    pub folder: PathBuf,
+}
+
+/// The `glimpse models list` table: the built-in models, then the cache's.
+pub fn print_list(builtin: &[BuiltinModel], models: &[CachedModel]) -> anyhow::Result<()> {
     let cache = cache()?;
-    if models.is_empty() {
-        println!("no models in the Hugging Face cache ({}); `glimpse pull owner/name` downloads one", cache.path().display());
-        return Ok(());
-    }
-    let width = models.iter().map(|m| m.id.to_string().len()).max().unwrap_or(5).max(5);
+    let names: Vec<String> = builtin.iter().map(|b| b.name.to_string()).chain(models.iter().map(|m| m.id.to_string())).collect();
+    let width = names.iter().map(String::len).max().unwrap_or(5).max(5);
     println!("{:width$}  {:>9}  {:24}  FOLDER", "MODEL", "SIZE", "SERVES AS");
+    for model in builtin {
+        let (size, folder) = if model.folder.is_dir() {
+            (human_bytes(folder_bytes(&model.folder)), model.folder.display().to_string())
+        } else {
+            ("-".to_string(), format!("{} (missing: scripts/setup-deps.sh puts it there)", model.folder.display()))
+        };
+        println!("{:width$}  {:>9}  {:24}  {folder}", model.name, size, model.serves_as);
+    }
     for model in models {
         let family = match &model.family {
             Ok(family) => family.clone(),
@@ -295,6 +307,9 @@ pub fn print_list(models: &[CachedModel]) -> anyhow::Result<()> {
         if let Err(reason) = &model.family {
             println!("{:width$}  {:>9}  ({reason})", "", "");
         }
+    }
+    if models.is_empty() {
+        println!("\nno models in the Hugging Face cache ({}); `glimpse pull owner/name` downloads one", cache.path().display());
     }
     Ok(())
 }

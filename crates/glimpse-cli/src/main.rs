@@ -36,6 +36,13 @@ use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "glimpse", version, about = "A self-hosted image-understanding server that speaks the Gemini API")]
+#[command(after_help = "Examples:
+  glimpse serve                 the Gemini API and its playground on http://127.0.0.1:8080
+  glimpse ask photo.jpg \"What is in this picture?\"
+  glimpse pull Qwen/Qwen2.5-VL-3B-Instruct && glimpse serve --model Qwen/Qwen2.5-VL-3B-Instruct
+  glimpse models list
+
+`glimpse <command> --help` tells more.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,12 +51,26 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Gemini API (v1, v1beta, v1alpha) on a local model.
+    #[command(after_help = "Examples:
+  glimpse serve                                          the built-in toolkit on http://127.0.0.1:8080
+  glimpse serve --model shapes                           the bundled shapes model
+  glimpse serve --model Qwen/Qwen2.5-VL-3B-Instruct      a model fetched with `glimpse pull`
+  glimpse serve --model qwen=/models/Qwen2.5-VL-3B-Instruct --alias gemini-2.5-flash
+  glimpse serve --host 0.0.0.0 --api-key-file keys.txt   on every interface, with API keys")]
     Serve(ServeArgs),
     /// Ask one question about one image and print the answer.
+    #[command(after_help = "Examples:
+  glimpse ask photo.jpg \"How many horses are there?\"
+  glimpse ask photo.jpg \"Detect the all of the prominent items in the image. The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000.\" --annotate boxes.png
+  glimpse ask --model shapes scene.png \"Describe this image.\"")]
     Ask(AskArgs),
     /// Download a model folder from the Hugging Face hub into the local cache (resumable).
+    #[command(after_help = "Examples:
+  glimpse pull Qwen/Qwen2.5-VL-3B-Instruct
+  glimpse pull HuggingFaceTB/SmolVLM-256M-Instruct@main
+  glimpse pull --processor-only Qwen/Qwen2.5-VL-7B-Instruct   for a model that vLLM or llama-server runs")]
     Pull(PullArgs),
-    /// Models in the local Hugging Face cache.
+    /// The built-in models and those in the local Hugging Face cache.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
@@ -58,7 +79,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ModelsCommand {
-    /// List cached models, their size, and whether (as which family) Glimpse can serve them.
+    /// List the built-in models and the cached ones, their size, and whether (as which family) Glimpse can
+    /// serve them.
     List,
 }
 
@@ -93,7 +115,7 @@ struct ModelArgs {
     /// a hub id in the local cache (owner/name[@revision], see `glimpse pull`), `toolkit` (the built-in
     /// detector / classifier / OCR) or `shapes` (the bundled Qwen2.5-VL trained on synthetic shapes), as SOURCE
     /// or NAME=SOURCE (clients then say NAME; default: the folder's or
-    /// repository's name). `serve` takes it repeatedly. Without any, the built-in toolkit answers.
+    /// repository's name). Without one, the built-in toolkit answers.
     #[arg(long = "model", env = "GLIMPSE_MODEL")]
     model: Vec<models::ModelSpec>,
     /// Run on CPU even if a GPU is available.
@@ -132,6 +154,10 @@ struct ModelArgs {
 }
 
 #[derive(Args)]
+#[command(mut_arg("model", |arg| {
+    let help = arg.get_long_help().or(arg.get_help()).map(ToString::to_string).unwrap_or_default();
+    arg.long_help(format!("{}. Repeat it to serve several models.", help.trim_end_matches('.')))
+}))]
 struct ServeArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -139,8 +165,11 @@ struct ServeArgs {
     /// loaded after any --model.
     #[arg(long, env = "GLIMPSE_CONFIG")]
     config: Option<PathBuf>,
+    /// The address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface; then API
+    /// keys are required unless --open), or a host name.
     #[arg(long, default_value = "127.0.0.1", env = "GLIMPSE_HOST")]
     host: String,
+    /// The port to listen on (0: any free port, printed at start).
     #[arg(long, default_value_t = 8080, env = "GLIMPSE_PORT")]
     port: u16,
     /// Another name for a model, e.g. gemini-3-flash-preview (the first model) or gemini-2.0-flash=NAME.
@@ -341,6 +370,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let render_metrics = ops::install_metrics()?;
     let config = args.config.as_deref().map(config::ServeConfig::read).transpose()?;
     let admission = args.admission.config()?;
+    // The port first: a port in use is reported at once, not after minutes of loading models. Connections that
+    // arrive while the models load wait in the listen queue.
+    let addrs = listen_addrs(&args.host, args.port).await?;
+    let auth = auth(&args.keys, &addrs)?;
+    let listener = bind_first(&addrs).await?;
     let registry = models::registry(&args.model, &args.aliases, config.as_ref(), admission).await?;
     let limits = RequestLimits {
         max_inline_bytes: args.max_inline_bytes,
@@ -348,8 +382,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         image: ImageLimits { max_pixels: args.max_image_pixels, ..ImageLimits::default() },
         max_request_pixels: args.max_request_pixels,
     };
-    let addrs = listen_addrs(&args.host, args.port).await?;
-    let auth = auth(&args.keys, &addrs)?;
     let files = open_file_store(&args.files).await?;
     glimpse_files::sweeper::spawn(files.clone());
     let fetcher = if args.fetch.no_url_fetch {
@@ -386,9 +418,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let draining = state.draining.clone();
     let app = glimpse_router::app(state);
-    let listener = bind_first(&addrs).await?;
     let addr = listener.local_addr()?;
-    eprintln!("glimpse: serving the Gemini API on http://{addr}{} (v1, v1beta, v1alpha)", args.path_prefix);
+    let prefix = args.path_prefix.trim_end_matches('/');
+    eprintln!("glimpse: serving the Gemini API on http://{addr}{prefix} (v1, v1beta, v1alpha)");
+    eprintln!("glimpse: playground at http://{addr}{prefix}/");
     let drain = Duration::from_secs(args.ops.drain_seconds);
     let header_timeout = args.admission.read_timeout()?;
     listener::serve(listener, app, header_timeout, ops::drain_on_signal(draining, drain)).await;
@@ -417,6 +450,9 @@ async fn bind_first(addrs: &[SocketAddr]) -> anyhow::Result<tokio::net::TcpListe
     for addr in addrs {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                anyhow::bail!("{addr} is already in use (another glimpse?): choose another with --port, or --port 0 for any free one")
+            }
             Err(e) => last = Some(anyhow::Error::new(e).context(format!("binding {addr}"))),
         }
     }
@@ -487,7 +523,7 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
     let (text, _, _) = collect(engine.generate(request).await?).await?;
     println!("{text}");
     if let Some(out) = &args.annotate {
-        let drawn = annotate::annotate(&source.decode()?, &text).context("--annotate needs an answer with box_2d detections")?;
+        let drawn = annotate::annotate(&source.decode()?, &text)?;
         drawn.save(out).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("glimpse: wrote {}", out.display());
     }
@@ -531,8 +567,20 @@ fn read_image(path: &Path) -> anyhow::Result<ImageInput> {
     Ok(ImageInput::new(media::ImageSource::probe(bytes, None, &ImageLimits::default())?))
 }
 
+/// User errors (a flag, a file, a port) print one line and exit 1; RUST_BACKTRACE, which many developer shells
+/// set, still gives backtraces for panics (bugs) but not for these.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("glimpse: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,mistralrs_core=warn".into()),
@@ -545,6 +593,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Ask(args) => ask(args).await,
         Command::Pull(args) => pull(args).await,
-        Command::Models { command: ModelsCommand::List } => hub::print_list(&hub::list()?),
+        Command::Models { command: ModelsCommand::List } => hub::print_list(&models::builtin(), &hub::list()?),
     }
 }

@@ -68,6 +68,7 @@ impl ModelSource {
     /// The folder to load, and the name the model gets unless it is given one.
     fn locate(&self) -> anyhow::Result<(PathBuf, Option<String>)> {
         match self {
+            ModelSource::Folder(dir) if !dir.is_dir() => anyhow::bail!("{}", no_such_model(dir)),
             ModelSource::Folder(dir) => Ok((dir.clone(), None)),
             ModelSource::Hub(id) => Ok((hub::resolve(id)?, Some(id.default_name()))),
             ModelSource::Toolkit => Ok((glimpse_backend_toolkit::default_model_dir(), Some(TOOLKIT.to_string()))),
@@ -213,6 +214,39 @@ async fn load_engine(
     let engine = MistralRsEngine::load(&dir, options).await.with_context(|| format!("loading {}", plan.spec.source))?;
     tracing::info!(model = %engine.info().id, "model loaded");
     Ok(Arc::new(engine))
+}
+
+/// Why `--model SOURCE` names nothing, with the closest name Glimpse knows (a built-in model or a cached hub id)
+/// when there is one close enough to be a typo.
+fn no_such_model(dir: &Path) -> String {
+    let given = dir.to_string_lossy();
+    let cached = hub::list().unwrap_or_default().into_iter().map(|m| m.id.repo);
+    let closest = [TOOLKIT.to_string(), SHAPES.to_string()]
+        .into_iter()
+        .chain(cached)
+        .map(|name| (strsim::levenshtein(&given.to_lowercase(), &name.to_lowercase()), name))
+        .filter(|(distance, name)| *distance <= (name.len() / 4).max(2))
+        .min();
+    match closest {
+        Some((_, name)) => format!("--model {given}: there is no such model folder; did you mean {name}?"),
+        None => format!(
+            "--model {given}: there is no such model folder (a model is a folder, a hub id fetched with `glimpse pull`, \
+             {TOOLKIT} or {SHAPES}; `glimpse models list` shows them)"
+        ),
+    }
+}
+
+/// The built-in models, for `glimpse models list`.
+pub fn builtin() -> Vec<hub::BuiltinModel> {
+    let shown = |folder: PathBuf| std::fs::canonicalize(&folder).unwrap_or(folder);
+    vec![
+        hub::BuiltinModel {
+            name: TOOLKIT,
+            serves_as: "built-in toolkit",
+            folder: shown(glimpse_backend_toolkit::default_model_dir()),
+        },
+        hub::BuiltinModel { name: SHAPES, serves_as: "qwen2_5_vl (bundled)", folder: shown(shapes_model_dir()) },
+    ]
 }
 
 /// The toolkit, which answers when no model is named.

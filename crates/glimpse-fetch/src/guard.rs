@@ -6,6 +6,10 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+/// Ends every refusal of a private address: the operator who sees it in a log, or the developer running Glimpse on
+/// their own network, learns how to admit that network.
+pub const ADMIT_HINT: &str = " (the server admits a network with --fetch-allow CIDR)";
+
 pub struct AddressPolicy {
     allow: Vec<IpNet>,
 }
@@ -31,7 +35,7 @@ impl AddressPolicy {
         if self.permits(ip) {
             Ok(())
         } else {
-            Err(format!("the address {ip} is not publicly routable and fetching from it is not allowed"))
+            Err(format!("the address {ip} is not publicly routable and fetching from it is not allowed{ADMIT_HINT}"))
         }
     }
 }
@@ -124,7 +128,7 @@ impl Resolve for GuardedResolver {
                 let message = if found.is_empty() {
                     format!("{host} did not resolve")
                 } else {
-                    format!("{host} resolves only to addresses that are not publicly routable; fetching from them is not allowed")
+                    format!("{host} resolves only to addresses that are not publicly routable; fetching from them is not allowed{ADMIT_HINT}")
                 };
                 return Err(message.into());
             }

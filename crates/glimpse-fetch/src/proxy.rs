@@ -120,7 +120,7 @@ async fn checked_address(url: &url::Url, port: u16, policy: &AddressPolicy) -> R
     };
     let first = *addresses.first().ok_or("the host resolves to no address")?;
     if let Some(refused) = addresses.iter().find(|ip| !policy.permits(**ip)) {
-        return Err(format!("the host resolves to {refused}, which is not publicly routable; fetching from it is not allowed"));
+        return Err(format!("the host resolves to {refused}, which is not publicly routable; fetching from it is not allowed{}", crate::guard::ADMIT_HINT));
     }
     Ok(SocketAddr::new(first, port))
 }
