@@ -39,6 +39,12 @@ try {
         mask: b.querySelector("canvas") ? { width: b.querySelector("canvas").width, height: b.querySelector("canvas").height } : null,
       })),
       storedKey: localStorage.getItem("glimpse.apiKey"),
+      // A segmentation answer's summary (colour, label, box, mask size) and whether the raw JSON is unfolded.
+      summary: [...document.querySelectorAll("#summary tbody tr")].map((tr) => {
+        const [, label, box, mask] = [...tr.children].map((td) => td.textContent);
+        return { label, box, mask };
+      }),
+      rawOpen: document.querySelector("#answer-raw").open,
     };
   });
   await page.screenshot({ path: screenshotPath, fullPage: true });

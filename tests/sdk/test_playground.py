@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import httpx
 import pytest
@@ -93,3 +94,60 @@ def test_segmentation_in_chromium_draws_masks(tmp_path):
     for item, drawn in zip(items, out["boxes"]):
         png = Image.open(io.BytesIO(base64.b64decode(item["mask"].removeprefix("data:image/png;base64,"))))
         assert drawn["mask"] == {"width": png.width, "height": png.height}, (drawn, png.size)
+    # A summary (label, box, mask size) takes the place of the base64 wall, which folds away one click from it.
+    assert out["rawOpen"] is False
+    assert [row["label"] for row in out["summary"]] == [item["label"] for item in items]
+    for row, item, drawn in zip(out["summary"], items, out["boxes"]):
+        assert row["box"] == json.dumps(item["box_2d"], separators=(",", ":"))
+        assert row["mask"] == f"{drawn['mask']['width']}×{drawn['mask']['height']} px"
+
+
+@needs_browser
+def test_a_conversation_with_get_code_and_new_chat(tmp_path):
+    """Picks replace each other and refuse what is not an image; a follow-up question is sent with the whole
+    conversation; "Get code" gives Python and curl that, run beside the picked file, get the same answer;
+    "New chat" starts over. On the bundled shapes model (short, real answers)."""
+    server = start_server(tmp_path, "playground-flow", ["--model", "shapes"], fixture_model=False)
+    first_image = sdkutil.IMAGES_DIR / "red_square_64x64.png"
+    second_image = sdkutil.IMAGES_DIR / "blue_circle_128x64.png"
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("not a picture")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        run = subprocess.run(
+            ["node", str(JS_DIR / "playground_flow.mjs"), server.url, str(first_image), str(second_image), str(not_an_image),
+             str(ARTIFACTS / "playground-flow.png")],
+            capture_output=True, text=True, timeout=300, cwd=JS_DIR, env={**os.environ, "CHROMIUM": CHROMIUM},
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        out = json.loads(run.stdout)
+        assert out["consoleErrors"] == [] and out["failedRequests"] == [], out
+        assert out["afterSecondPick"] == {"thumbs": [second_image.name], "picture": second_image.name}
+        assert out["afterNotAnImage"]["thumbs"] == [second_image.name], "a refused file leaves the pick as it was"
+        assert "notes.txt" in out["afterNotAnImage"]["error"] and "not an image" in out["afterNotAnImage"]["error"]
+        first = out["first"]
+        assert first["status"] == "done", first["error"]
+        assert first["turns"] == ["turn user"] and first["thumbs"] == 0, "the question above, its answer under Answer"
+        assert first["picture"] == second_image.name and first["boxes"] >= 1, first
+        second = out["second"]
+        assert second["status"] == "done", second["error"]
+        assert second["sentRoles"] == ["user", "model", "user"] and second["sentImages"] == [1, 0, 0]
+        assert second["turns"] == ["turn user", "turn model", "turn user"]
+        assert out["afterNewChat"] == {"turns": 0, "picture": False, "answer": ""}
+        assert out["favicon"] == {"status": 200, "type": "image/svg+xml"}
+
+        # The code runs as it stands beside the picked file and gets the page's answer (greedy decoding).
+        work = tmp_path / "code"
+        work.mkdir()
+        shutil.copy(second_image, work / second_image.name)
+        (work / "snippet.py").write_text(out["code"]["python"])
+        python = subprocess.run([sys.executable, "snippet.py"], cwd=work, capture_output=True, text=True, timeout=120)
+        assert python.returncode == 0, python.stderr[-3000:]
+        assert python.stdout.strip() == second["answer"].strip()
+        (work / "snippet.sh").write_text(out["code"]["curl"])
+        curl = subprocess.run(["bash", "snippet.sh"], cwd=work, capture_output=True, text=True, timeout=120)
+        assert curl.returncode == 0, curl.stderr[-3000:]
+        answer = json.loads(curl.stdout)["candidates"][0]["content"]["parts"][0]["text"]
+        assert answer.strip() == second["answer"].strip()
+    finally:
+        stop_server(server)

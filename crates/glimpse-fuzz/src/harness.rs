@@ -151,7 +151,12 @@ impl Server {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let sent = String::from_utf8_lossy(&body).into_owned();
+        // Everything the request carried (path, header values, body) may come back in an error's message.
+        let mut sent = String::from_utf8_lossy(&body).into_owned();
+        for piece in std::iter::once(uri).chain(headers.iter().map(|(_, value)| *value)) {
+            sent.push('\n');
+            sent.push_str(piece);
+        }
         let Ok(request) = request.body(Body::from(body)) else { return Answer { status: 0, headers: HeaderMap::new(), body: Vec::new() } };
         let answer = self.runtime.block_on(async {
             let response = self.router.clone().oneshot(request).await.expect("the router answers");
@@ -171,7 +176,7 @@ impl Server {
         // A stream's error is its last event, after a 200; only what it shows is checked.
         let text = String::from_utf8_lossy(&answer.body);
         assert!(answer.status < 500, "{uri} answered {}: {text}", answer.status);
-        // What the request itself carried may come back (a display name, a field name in an error).
+        // What the request itself carried may come back (a display name, a field name, a header's value).
         let data_dir = self.data_dir.to_string_lossy();
         let markers = [data_dir.as_ref(), env!("CARGO_MANIFEST_DIR"), "panicked at", "stack backtrace"];
         for leak in markers.into_iter().filter(|m| !sent.contains(m)) {
