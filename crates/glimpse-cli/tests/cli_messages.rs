@@ -87,6 +87,9 @@ fn annotate_without_boxes_says_which_prompt_gives_them() {
     );
     let line = user_error(&output);
     assert!(line.contains("no boxes to draw") && line.contains("box_2d"), "{line}");
+    // The model's log lines came first, without colour codes: stderr is not a terminal here.
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("INFO") && !stderr.contains('\u{1b}'), "{stderr}");
     assert!(!text(&output.stdout).trim().is_empty(), "the answer itself is printed first");
     assert!(!png.exists());
 }
