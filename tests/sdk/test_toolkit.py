@@ -106,6 +106,67 @@ def test_named_objects_limit_the_detections(tk):
     assert_hand_boxes_found(items, "person.jpg", only={"dog"})
 
 
+# Ways people ask for boxes other than Gemini's own prompt: its documentation's words, OpenAI's and Ollama's examples.
+BOX_PROMPTS = [
+    "Detect all objects and return their bounding boxes as JSON.",
+    "Detect the objects in this image.",
+    "Find the bicycle.",
+    "Locate the dog and the car",
+    "Give me the bounding box of every object.",
+]
+
+
+@pytest.mark.parametrize("prompt", BOX_PROMPTS)
+def test_other_phrasings_get_boxes(tk, prompt):
+    r = tk.models.generate_content(model="gemini-2.0-flash", contents=[photo("dog.jpg"), prompt])
+    items = json.loads(r.text)
+    assert items and all(set(i) == {"box_2d", "label"} for i in items), (prompt, r.text)
+    named = {word for word in ("bicycle", "dog", "car") if word in prompt}
+    if named:
+        assert {i["label"] for i in items} <= named | {"truck"}, (prompt, items)
+    assert_hand_boxes_found(items, "dog.jpg", only=named or None)
+
+
+GEMINI_POINTING = (
+    "Point to no more than 10 items in the image. The label returned should be an identifying name for the object "
+    'detected. The answer should follow the json format: [{"point": <point>, "label": <label1>}, ...]. The points '
+    "are in [y, x] format normalized to 0-1000."
+)
+
+
+@pytest.mark.parametrize("prompt", [GEMINI_POINTING, "Point to the dog."])
+def test_pointing_prompts_get_gemini_points(tk, prompt):
+    """Gemini's pointing answer: `[{"point": [y, x], "label"}]` on 0-1000, each point inside its object."""
+    r = tk.models.generate_content(model="gemini-2.0-flash", contents=[photo("dog.jpg"), prompt])
+    items = json.loads(r.text)
+    assert items and len(items) <= 10 and all(set(i) == {"point", "label"} for i in items), r.text
+    w, h = size_of("dog.jpg")
+    for obj in HAND_BOXES["dog.jpg"]:
+        if prompt != GEMINI_POINTING and "dog" not in obj["labels"]:
+            continue
+        x0, y0, x1, y1 = obj["box"]
+        inside = [i for i in items if i["label"] in obj["labels"]
+                  and x0 <= i["point"][1] / 1000 * w <= x1 and y0 <= i["point"][0] / 1000 * h <= y1]
+        assert inside, f"no point inside the {obj['labels']} at {obj['box']}: {items}"
+    if prompt != GEMINI_POINTING:
+        assert [i["label"] for i in items] == ["dog"], items
+
+
+def test_ask_annotate_draws_points(tmp_path):
+    out = tmp_path / "points.png"
+    run = subprocess.run(
+        [str(sdkutil.GLIMPSE_BIN), "ask", str(DARKNET / "dog.jpg"), "Point to the dog.", "--annotate", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=sdkutil.ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    [item] = json.loads(run.stdout)
+    drawn, original = Image.open(out).convert("RGB"), Image.open(DARKNET / "dog.jpg").convert("RGB")
+    y, x = item["point"]
+    px, py = round(x / 1000 * drawn.width), round(y / 1000 * drawn.height)
+    assert drawn.getpixel((px, py)) != original.getpixel((px, py)), "a dot where the point is"
+    assert drawn.getpixel((5, 5)) == original.getpixel((5, 5)), "nothing drawn far from it"
+
+
 def test_segmentation_masks_cover_the_objects(tk):
     r = tk.models.generate_content(model="gemini-2.0-flash", contents=[photo("person.jpg"), SEGMENT])
     items = json.loads(r.text)

@@ -1,14 +1,16 @@
 //! Which job a prompt asks for. The toolkit has no language model, so the job is read from the last user
 //! turn's text by these rules, checked in this order (README, "The toolkit backend"):
 //!
-//! 1. mentions `box_2d` → detection (with masks when it asks for segmentation masks), as Gemini's own
-//!    detection and segmentation prompts do;
-//! 2. "how many …" → counting;
-//! 3. "is there / are there / do you see / does it contain / where is …" → presence (and position);
-//! 4. "read", "text", "written", "say", "ocr", "transcribe", "words" → reading text;
-//! 5. "classify", "what kind/type/breed/species/animal", "what is this", "category", "identify" → classification;
-//! 6. "caption", "describe", "what's in", "what do you see", "summar…", "detect", "find", "objects" → caption;
-//! 7. anything else → an honest answer naming what the toolkit can do and that a VLM is needed.
+//! 1. asks for boxes (`box_2d`, "bounding boxes", "bbox") → detection (with masks when it asks for segmentation
+//!    masks), as Gemini's own detection and segmentation prompts do;
+//! 2. asks for points (Gemini's pointing prompt, "point to …") → points, `[{"point": [y, x], "label"}]`;
+//! 3. "how many …" → counting;
+//! 4. "is there / are there / do you see / does it contain / where is …" → presence (and position);
+//! 5. "read", "text", "written", "say", "ocr", "transcribe", "words" → reading text;
+//! 6. "classify", "what kind/type/breed/species/animal", "what is this", "category", "identify" → classification;
+//! 7. "detect", "detection", "find", "locate", "boxes" → detection (of the things named, else of everything);
+//! 8. "caption", "describe", "what's in", "what do you see", "summar…", "objects" → caption;
+//! 9. anything else → an honest answer naming what the toolkit can do and that a VLM is needed.
 
 use glimpse_core::grounding;
 use glimpse_core::Prompt;
@@ -16,6 +18,8 @@ use glimpse_core::Prompt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Task {
     Detect { masks: bool },
+    /// At most `limit` points ("no more than 10 items").
+    Point { limit: Option<usize> },
     /// The phrase after "how many".
     Count(String),
     /// The phrase asked about.
@@ -30,6 +34,9 @@ impl Task {
     pub fn of(prompt: &Prompt) -> Task {
         if grounding::is_detection_prompt(prompt) {
             return Task::Detect { masks: grounding::wants_masks(prompt) };
+        }
+        if grounding::is_pointing_prompt(prompt) {
+            return Task::Point { limit: limit_of(&prompt.last_user_text()) };
         }
         Task::of_question(&prompt.last_user_text())
     }
@@ -65,16 +72,32 @@ impl Task {
         if CLASSIFY.iter().any(|k| q.contains(k)) {
             return Task::Classify;
         }
+        const DETECT: &[&str] = &[" detect ", " detection ", " find ", " locate ", " localize ", " boxes ", " box around "];
+        if DETECT.iter().any(|k| q.contains(k)) {
+            return Task::Detect { masks: false };
+        }
         const CAPTION: &[&str] = &[
             " caption ", " describe ", " description ", " what is in ", " what's in ", " whats in ", " what do you see ",
-            " summar", " detect ", " find ", " objects ", " what is shown ", " what does the image show ", " what is happening ",
-            " tell me about ",
+            " summar", " objects ", " what is shown ", " what does the image show ", " what is happening ", " tell me about ",
         ];
         if CAPTION.iter().any(|k| q.contains(k)) {
             return Task::Caption;
         }
         Task::Unsupported
     }
+}
+
+/// The most items a prompt allows: "no more than 10 items", "at most 5", "up to 3".
+fn limit_of(text: &str) -> Option<usize> {
+    let words: Vec<String> = text.to_lowercase().split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string()).collect();
+    (0..words.len()).find_map(|i| {
+        let after = match (words[i].as_str(), words.get(i + 1).map(String::as_str)) {
+            ("up", Some("to")) => i + 2,
+            ("than" | "most", _) => i + 1,
+            _ => return None,
+        };
+        words.get(after)?.parse().ok()
+    })
 }
 
 /// What follows the first of `keys` in `q`.
@@ -113,5 +136,19 @@ mod tests {
         assert_eq!(Task::of_question("What is this?"), Task::Classify);
         assert_eq!(Task::of_question("What animal is this?"), Task::Classify);
         assert_eq!(Task::of_question("Why is the man sad?"), Task::Unsupported);
+        // Asking for boxes or places in other words than `box_2d`.
+        assert_eq!(Task::of_question("Find the bicycle."), Task::Detect { masks: false });
+        assert_eq!(Task::of_question("Detect all objects."), Task::Detect { masks: false });
+        assert_eq!(Task::of_question("Locate the dogs in this photo"), Task::Detect { masks: false });
+        assert_eq!(Task::of_question("Find the text on the sign."), Task::ReadText);
+    }
+
+    #[test]
+    fn pointing_prompts_carry_their_limit() {
+        assert_eq!(limit_of("Point to no more than 10 items in the image."), Some(10));
+        assert_eq!(limit_of("Point to at most 3 dogs"), Some(3));
+        assert_eq!(limit_of("point to up to 4 things"), Some(4));
+        assert_eq!(limit_of("Point to the bicycle."), None);
+        assert_eq!(limit_of("Point to the dogs, no more than 2"), Some(2));
     }
 }

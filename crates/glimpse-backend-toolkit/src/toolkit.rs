@@ -89,7 +89,9 @@ impl Toolkit {
             )));
         }
         match constraint {
-            OutputConstraint::JsonSchema(schema) if !matches!(task, Task::Detect { .. }) && !is_any_json(schema) && enum_options(schema).is_none() => {
+            OutputConstraint::JsonSchema(schema)
+                if !matches!(task, Task::Detect { .. } | Task::Point { .. }) && !is_any_json(schema) && enum_options(schema).is_none() =>
+            {
                 Err(GlimpseError::FailedPrecondition(format!(
                     "The built-in toolkit fills only detection lists, enums and free JSON; this responseSchema needs a vision-language model. {VLM_HINT}"
                 )))
@@ -115,6 +117,7 @@ impl Toolkit {
         }
         let text = match task {
             Task::Detect { masks } => return self.detection_answer(question, image, *masks),
+            Task::Point { limit } => return self.point_answer(question, image, *limit),
             Task::Count(phrase) => self.count(phrase, image)?,
             Task::Presence(phrase) => self.presence(phrase, image)?,
             Task::ReadText => {
@@ -162,6 +165,18 @@ impl Toolkit {
             (true, Some(model)) => grounding::add_masks(&answer, image, model.as_ref() as &dyn MaskModel),
             _ => Ok(answer),
         }
+    }
+
+    /// Gemini's points (`[y, x]` on 0–1000, best first) at the centres of the detections the question asks for.
+    fn point_answer(&self, question: &str, image: &DynamicImage, limit: Option<usize>) -> Result<String, GlimpseError> {
+        let (w, h) = (image.width(), image.height());
+        let mut found = self.detections_for(question, image)?;
+        found.truncate(limit.unwrap_or(MAX_OBJECTS));
+        let items: Vec<Value> = found
+            .iter()
+            .map(|d| json!({ grounding::GEMINI_POINT_KEY: grounding::box_centre(d.bbox.to_gemini(w, h)), "label": d.label }))
+            .collect();
+        Ok(Value::Array(items).to_string())
     }
 
     /// The COCO classes a question's phrase names, or an honest answer when it names none.

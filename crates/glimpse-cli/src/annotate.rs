@@ -1,12 +1,13 @@
 //! `glimpse ask --annotate`: the image with the answer's Gemini detections drawn on it: a labelled box per
-//! item and, where the item has a `mask`, its probability map as a translucent fill inside the box.
+//! item and, where the item has a `mask`, its probability map as a translucent fill inside the box; a labelled
+//! dot per item of a pointing answer (`point`, `[y, x]` on 0–1000).
 
 use ab_glyph::{FontRef, PxScale};
 use anyhow::Context;
 use base64::Engine as _;
-use glimpse_core::grounding::{gemini_box_to_pixels, pixel_crop, GEMINI_BOX_KEY};
+use glimpse_core::grounding::{gemini_box_to_pixels, pixel_crop, GEMINI_BOX_KEY, GEMINI_POINT_KEY};
 use image::{DynamicImage, Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
+use imageproc::drawing::{draw_filled_circle_mut, draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
 use imageproc::rect::Rect;
 use serde_json::Value;
 
@@ -17,12 +18,20 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 pub const PALETTE: [[u8; 3]; 8] =
     [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]];
 
-/// The answer's items that carry a `box_2d`, if there is at least one (the answer may sit in a ```json fence).
+/// The answer's items that carry a `box_2d` or a `point`, if there is at least one (the answer may sit in a
+/// ```json fence).
 fn detections(answer: &str) -> Option<Vec<Value>> {
     let body = answer.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```");
     let items: Vec<Value> = serde_json::from_str(body.trim()).ok()?;
-    let boxed: Vec<Value> = items.into_iter().filter(|item| item.get(GEMINI_BOX_KEY).is_some()).collect();
-    (!boxed.is_empty()).then_some(boxed)
+    let drawable: Vec<Value> =
+        items.into_iter().filter(|item| numbers::<4>(item, GEMINI_BOX_KEY).is_some() || numbers::<2>(item, GEMINI_POINT_KEY).is_some()).collect();
+    (!drawable.is_empty()).then_some(drawable)
+}
+
+/// `item[key]` as N integers (a box or a point), if it is one.
+fn numbers<const N: usize>(item: &Value, key: &str) -> Option<[i64; N]> {
+    let values: Vec<i64> = item.get(key)?.as_array()?.iter().filter_map(Value::as_i64).collect();
+    values.try_into().ok()
 }
 
 /// How strongly a mask of probability 1 tints the image.
@@ -34,20 +43,31 @@ const DETECTION_PROMPT: &str =
 
 pub fn annotate(image: &DynamicImage, answer: &str) -> anyhow::Result<RgbImage> {
     let items = detections(answer).ok_or_else(|| {
-        anyhow::anyhow!("--annotate: the answer has no boxes to draw; ask for them, e.g. glimpse ask IMAGE \"{DETECTION_PROMPT}\" --annotate OUT.png")
+        anyhow::anyhow!("--annotate: the answer has no boxes or points to draw; ask for boxes, e.g. glimpse ask IMAGE \"{DETECTION_PROMPT}\" --annotate OUT.png")
     })?;
     let font = FontRef::try_from_slice(FONT).context("loading the embedded font")?;
     let mut canvas = image.to_rgb8();
     let size = (canvas.width(), canvas.height());
     let scale = PxScale::from((size.0.max(size.1) as f32 / 40.0).clamp(12.0, 32.0));
     for (index, item) in items.iter().enumerate() {
-        let Some(gemini) = item.get(GEMINI_BOX_KEY).and_then(Value::as_array).and_then(|b| {
-            let v: Vec<i64> = b.iter().filter_map(Value::as_i64).collect();
-            <[i64; 4]>::try_from(v).ok()
-        }) else {
+        let color = Rgb(PALETTE[index % PALETTE.len()]);
+        let label = item.get("label").and_then(Value::as_str).filter(|l| !l.is_empty());
+        if let Some([y, x]) = numbers::<2>(item, GEMINI_POINT_KEY) {
+            let [px, py, ..] = gemini_box_to_pixels([y, x, y, x], size).map(|v| v.round() as i32);
+            let radius = (size.0.max(size.1) as i32 / 120).max(4);
+            draw_filled_circle_mut(&mut canvas, (px, py), radius + 2, Rgb([255, 255, 255]));
+            draw_filled_circle_mut(&mut canvas, (px, py), radius, color);
+            if let Some(label) = label {
+                let (tw, th) = text_size(scale, &font, label);
+                let (tx, ty) = (px + radius + 4, (py - th as i32 / 2 - 2).max(0));
+                draw_filled_rect_mut(&mut canvas, Rect::at(tx, ty).of_size(tw + 4, th + 4), color);
+                draw_text_mut(&mut canvas, Rgb([255, 255, 255]), tx + 2, ty + 2, scale, &font, label);
+            }
+            continue;
+        }
+        let Some(gemini) = numbers::<4>(item, GEMINI_BOX_KEY) else {
             continue;
         };
-        let color = Rgb(PALETTE[index % PALETTE.len()]);
         let (x0, y0, x1, y1) = pixel_crop(gemini_box_to_pixels(gemini, size), size);
         if let Some(mask) = item.get("mask").and_then(Value::as_str) {
             tint(&mut canvas, mask, (x0, y0, x1, y1), color)?;
@@ -57,7 +77,7 @@ pub fn annotate(image: &DynamicImage, answer: &str) -> anyhow::Result<RgbImage> 
         if w > 2 && h > 2 {
             draw_hollow_rect_mut(&mut canvas, Rect::at(x0 as i32 + 1, y0 as i32 + 1).of_size(w - 2, h - 2), color);
         }
-        if let Some(label) = item.get("label").and_then(Value::as_str).filter(|l| !l.is_empty()) {
+        if let Some(label) = label {
             let (tw, th) = text_size(scale, &font, label);
             let ty = (y0 as i32 - th as i32 - 4).max(0);
             draw_filled_rect_mut(&mut canvas, Rect::at(x0 as i32, ty).of_size(tw + 4, th + 4), color);
@@ -103,8 +123,12 @@ mod tests {
         let image = DynamicImage::ImageRgb8(RgbImage::from_pixel(40, 20, Rgb([255, 255, 255])));
         for answer in ["A dog next to a bicycle.", "[]", r#"[{"label": "dog"}]"#, r#"{"box_2d": [1, 2, 3, 4]}"#] {
             let error = annotate(&image, answer).unwrap_err().to_string();
-            assert!(error.contains("has no boxes") && error.contains("The box_2d should be"), "{answer}: {error}");
+            assert!(error.contains("has no boxes or points") && error.contains("The box_2d should be"), "{answer}: {error}");
         }
+        // A point is a dot of the item's colour at [y, x] (0-1000): here x 250 → 10 px, y 500 → 10 px.
+        let pointed = annotate(&image, r#"[{"point": [500, 250], "label": "p"}]"#).unwrap();
+        assert_eq!(*pointed.get_pixel(10, 10), Rgb(PALETTE[0]));
+        assert_eq!(*pointed.get_pixel(35, 2), Rgb([255, 255, 255]), "far from the dot the image is untouched");
         // Gemini's answers often sit in a ```json fence.
         let fenced = "```json\n[{\"box_2d\": [0, 0, 500, 500], \"label\": \"a\"}]\n```";
         assert_eq!(*annotate(&image, fenced).unwrap().get_pixel(0, 0), Rgb(PALETTE[0]));

@@ -86,7 +86,7 @@ fn annotate_without_boxes_says_which_prompt_gives_them() {
         home.path(),
     );
     let line = user_error(&output);
-    assert!(line.contains("no boxes to draw") && line.contains("box_2d"), "{line}");
+    assert!(line.contains("no boxes or points to draw") && line.contains("box_2d"), "{line}");
     // The model's log lines came first, without colour codes: stderr is not a terminal here.
     let stderr = text(&output.stderr);
     assert!(stderr.contains("INFO") && !stderr.contains('\u{1b}'), "{stderr}");

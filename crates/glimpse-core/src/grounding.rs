@@ -114,9 +114,33 @@ pub fn gemini_box_to_pixels(gemini: [i64; 4], original: (u32, u32)) -> [f64; 4] 
     [xmin * w, ymin * h, xmax * w, ymax * h]
 }
 
-/// Whether the prompt asks for Gemini-format boxes (see the module doc).
+/// Words that ask for boxes in any phrasing: Gemini's `box_2d`, and the "bounding boxes" / "bbox" of the OpenAI
+/// and Ollama examples users copy. ("Detect" or "find" alone do not: a vision-language model answers "find the
+/// text that…" in words; the toolkit reads those as detection itself.)
+const BOX_WORDS: &[&str] = &[GEMINI_BOX_KEY, "bounding box", "bounding-box", "bbox"];
+
+/// Whether the prompt asks for boxes, which Glimpse answers in Gemini's format (see the module doc).
 pub fn is_detection_prompt(prompt: &Prompt) -> bool {
-    prompt.last_user_text().to_ascii_lowercase().contains(GEMINI_BOX_KEY)
+    let text = prompt.last_user_text().to_ascii_lowercase();
+    BOX_WORDS.iter().any(|word| text.contains(word))
+}
+
+/// The key of a Gemini point: `[y, x]` on the 0–1000 grid.
+pub const GEMINI_POINT_KEY: &str = "point";
+
+/// Whether the prompt asks for points rather than boxes: Gemini's pointing prompt (`"point": <point>` in
+/// `[y, x]` format) or plain "point to / at …".
+pub fn is_pointing_prompt(prompt: &Prompt) -> bool {
+    let text = prompt.last_user_text().to_ascii_lowercase();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    !is_detection_prompt(prompt)
+        && (text.contains("\"point\"") || text.contains("point_2d") || ["point to ", "point at ", "pointing to ", "point out "].iter().any(|p| text.contains(p)))
+}
+
+/// Gemini's point (`[y, x]` on 0–1000) at the centre of a Gemini box.
+pub fn box_centre(gemini_box: [i64; 4]) -> [i64; 2] {
+    let [ymin, xmin, ymax, xmax] = gemini_box;
+    [(ymin + ymax) / 2, (xmin + xmax) / 2]
 }
 
 /// Whether a detection prompt also asks for segmentation masks (the segmentation prompt's `"mask"` key).
@@ -305,6 +329,25 @@ mod tests {
         let segment = prompt("Give the segmentation masks for the wooden and glass items. Output a JSON list of segmentation masks where each entry contains the 2D bounding box in the key \"box_2d\", the segmentation mask in key \"mask\", and the text label in the key \"label\".");
         assert!(is_detection_prompt(&segment) && wants_masks(&segment));
         assert!(!is_detection_prompt(&prompt("Caption this image.")));
+        // The phrasings users copy from OpenAI's and Ollama's examples.
+        assert!(is_detection_prompt(&prompt("Detect all objects and return their bounding boxes as JSON.")));
+        assert!(is_detection_prompt(&prompt("Give the bbox of the cat.")));
+        assert!(!is_detection_prompt(&prompt("Find the text that mentions a date.")));
+    }
+
+    #[test]
+    fn pointing_prompts_are_told_from_detection() {
+        use crate::prompt::Turn;
+        let prompt = |text: &str| Prompt {
+            turns: vec![Turn { role: Role::User, parts: vec![Part::Text(text.into())] }],
+            ..Default::default()
+        };
+        let gemini = prompt("Point to no more than 10 items in the image. The label returned should be an identifying name for the object detected. The answer should follow the json format: [{\"point\": <point>, \"label\": <label1>}, ...]. The points are in [y, x] format normalized to 0-1000.");
+        assert!(is_pointing_prompt(&gemini) && !is_detection_prompt(&gemini));
+        assert!(is_pointing_prompt(&prompt("Point to the bicycle.")));
+        assert!(!is_pointing_prompt(&prompt("What is the point of this sign?")));
+        assert!(!is_pointing_prompt(&prompt("Detect the items, box_2d, and point out the largest.")));
+        assert_eq!(box_centre([100, 200, 300, 601]), [200, 400]);
     }
 
     struct Half;
