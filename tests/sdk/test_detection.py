@@ -65,6 +65,32 @@ def test_seed_detection_through_generate_content(client, size):
     assert_gemini_detections(response.text)
 
 
+GEMINI_POINTING = (
+    "Point to no more than 10 items in the image. The label returned should be an identifying name for the object "
+    'detected. The answer should follow the json format: [{"point": <point>, "label": <label1>}, ...]. The points '
+    "are in [y, x] format normalized to 0-1000."
+)
+
+
+@pytest.mark.parametrize("prompt", [GEMINI_POINTING, "Point to the red square.", "Detect all objects and return their bounding boxes as JSON."])
+def test_points_and_other_box_phrasings_arrive_in_gemini_form(client, prompt):
+    """Gemini's pointing prompt and "point to …" get `[{"point": [y, x], "label"}]` (the family's `point_2d`
+    converted); "bounding boxes" in other words get `box_2d` as Gemini's own prompt does."""
+    response = client.models.generate_content(
+        model=sdkutil.SEED_MODEL,
+        contents=[types.Part.from_bytes(data=photo_png(192, 108), mime_type="image/png"), prompt],
+        config=types.GenerateContentConfig(max_output_tokens=MAX_TOKENS),
+    )
+    if "bounding" in prompt:
+        assert_gemini_detections(response.text)
+        return
+    items = json.loads(response.text)
+    assert isinstance(items, list), response.text
+    for item in items:
+        assert set(item) == {"point", "label"}, item
+        assert len(item["point"]) == 2 and all(isinstance(v, int) and 0 <= v <= 1000 for v in item["point"]), item
+
+
 def test_detection_without_json_mode_still_parses(client):
     """The segmentation-style prompt asks for JSON in words only; the answer must parse all the same."""
     response = client.models.generate_content(

@@ -1,9 +1,9 @@
-//! The grounding adapter around a detection answer: the family's native boxes rewritten into Gemini's
-//! `box_2d`, and a mask per box when the prompt asks for segmentation.
+//! The grounding adapter around a detection (or pointing) answer: the family's native boxes (points) rewritten
+//! into Gemini's `box_2d` (`point`), and a mask per box when the prompt asks for segmentation.
 
 use std::sync::Arc;
 
-use glimpse_core::grounding::{self, BoxConvention, ImageGeometry, MaskModel};
+use glimpse_core::grounding::{self, BoxConvention, Grounded, ImageGeometry, MaskModel};
 use glimpse_core::media::ImageSource;
 use glimpse_core::{GenerationStream, GlimpseError};
 
@@ -21,11 +21,12 @@ pub fn no_mask_model() -> GlimpseError {
 pub fn to_gemini_detections(
     stream: GenerationStream,
     convention: BoxConvention,
+    grounded: Grounded,
     geometry: ImageGeometry,
     masks: Option<(Arc<dyn MaskModel>, Arc<ImageSource>)>,
 ) -> GenerationStream {
     grounding::buffer_and_convert(stream, move |text| async move {
-        let Some(answer) = grounding::to_gemini_answer(&text, convention, geometry) else { return Ok(text) };
+        let Some(answer) = grounding::to_gemini_answer(&text, convention, grounded, geometry) else { return Ok(text) };
         let Some((model, source)) = masks else { return Ok(answer) };
         glimpse_core::priority::spawn_compute(move || grounding::add_masks(&answer, &source.decode()?, model.as_ref()))
             .await

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use either::Either;
-use glimpse_core::grounding::{self, MaskModel};
+use glimpse_core::grounding::{self, Grounded, MaskModel};
 use glimpse_core::media::PixelCache;
 use glimpse_core::{Engine, GenerateRequest, GenerationStream, GlimpseError, ModelInfo, Prompt, PromptTokens};
 use mistralrs::{IsqType, Model, ModelDType};
@@ -130,9 +130,10 @@ impl MistralRsEngine {
         Ok(MistralRsEngine { inner: Arc::new(inner), info })
     }
 
-    /// Whether the grounding adapter handles this prompt: it is on, the prompt asks for `box_2d` and has an image.
-    fn is_detection(&self, prompt: &Prompt) -> bool {
-        self.inner.options.grounding && grounding::is_detection_prompt(prompt) && prompt.subject_image().is_some()
+    /// What the grounding adapter makes of this prompt's answer, if anything: it is on, the prompt asks for boxes
+    /// or points and has an image.
+    fn grounded(&self, prompt: &Prompt) -> Option<Grounded> {
+        Grounded::of(prompt).filter(|_| self.inner.options.grounding && prompt.subject_image().is_some())
     }
 
     /// Messages and image plans; no pixel is decoded.
@@ -166,8 +167,8 @@ impl Engine for MistralRsEngine {
 
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
         // Checked before any work: a segmentation prompt needs a mask model.
-        let detection = self.is_detection(&request.prompt);
-        let masks = if detection && grounding::wants_masks(&request.prompt) {
+        let grounded = self.grounded(&request.prompt);
+        let masks = if grounded == Some(Grounded::Boxes) && grounding::wants_masks(&request.prompt) {
             Some(self.inner.options.mask_model.clone().ok_or_else(no_mask_model)?)
         } else {
             None
@@ -177,18 +178,18 @@ impl Engine for MistralRsEngine {
         let max_len = self.info.output_budget(prompt_tokens, request.sampling.max_output_tokens)?;
         let params = sampling_params(&request.sampling, &self.inner.defaults, max_len as usize);
         let convention = self.inner.folder.family.box_convention();
-        let subject = request.prompt.subject_image().filter(|_| detection);
+        let subject = request.prompt.subject_image().filter(|_| grounded.is_some());
         let geometry = subject.and_then(|(index, _)| prepared.image_geometry(index));
-        let constraint = engine_constraint(request.constraint, geometry.map(|image| convention.detection_schema(image)));
+        let constraint = engine_constraint(request.constraint, geometry.zip(grounded).map(|(image, kind)| convention.schema(kind, image)));
         let image_tokens = prepared.image_tokens();
         let images = self.render_images(&prepared).await?;
         let (tx, rx) = mpsc::channel(64);
         self.inner.submit(engine_request(&prepared, images, params, constraint, tx, EngineOutput::Stream)).await?;
         let stream = response_stream(rx, self.inner.clone(), prompt_tokens, image_tokens);
-        Ok(match geometry {
-            Some(geometry) => {
+        Ok(match geometry.zip(grounded) {
+            Some((geometry, kind)) => {
                 let masks = masks.zip(subject.map(|(_, input)| input.source.clone()));
-                to_gemini_detections(stream, convention, geometry, masks)
+                to_gemini_detections(stream, convention, kind, geometry, masks)
             }
             None => stream,
         })

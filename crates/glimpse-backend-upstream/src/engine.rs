@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use glimpse_backend_mistralrs::{no_mask_model, to_gemini_detections, GenerationDefaults, LocalProcessor};
-use glimpse_core::grounding::{self, MaskModel};
+use glimpse_core::grounding::{self, Grounded, MaskModel};
 use glimpse_core::media::PixelCache;
 use glimpse_core::{Engine, GenerateRequest, GenerationStream, GlimpseError, ModelInfo, OutputConstraint, Prompt, PromptTokens};
 
@@ -115,8 +115,8 @@ impl Engine for UpstreamEngine {
 
     async fn generate(&self, request: GenerateRequest) -> Result<GenerationStream, GlimpseError> {
         let prompt = &request.prompt;
-        let detection = self.config.grounding && grounding::is_detection_prompt(prompt) && prompt.subject_image().is_some();
-        let masks = if detection && grounding::wants_masks(prompt) {
+        let grounded = Grounded::of(prompt).filter(|_| self.config.grounding && prompt.subject_image().is_some());
+        let masks = if grounded == Some(Grounded::Boxes) && grounding::wants_masks(prompt) {
             Some(self.config.mask_model.clone().ok_or_else(no_mask_model)?)
         } else {
             None
@@ -125,10 +125,10 @@ impl Engine for UpstreamEngine {
         let prompt_tokens = self.processor.count(&prepared)?;
         let max_tokens = self.info.output_budget(prompt_tokens, request.sampling.max_output_tokens)?;
         let convention = self.processor.family().box_convention();
-        let subject = prompt.subject_image().filter(|_| detection);
+        let subject = prompt.subject_image().filter(|_| grounded.is_some());
         let geometry = subject.and_then(|(index, _)| prepared.image_geometry(index));
         let constraint = if self.config.structured_output {
-            request.constraint.clone().or_detection_schema(geometry.map(|image| convention.detection_schema(image)))
+            request.constraint.clone().or_detection_schema(geometry.zip(grounded).map(|(image, kind)| convention.schema(kind, image)))
         } else {
             OutputConstraint::None
         };
@@ -154,10 +154,10 @@ impl Engine for UpstreamEngine {
             return Err(failure::status(name, status, &body));
         }
         let stream = crate::stream::events(response, name.clone(), self.processor.clone(), prompt_tokens);
-        Ok(match (geometry, &constraint) {
-            (Some(geometry), _) => {
+        Ok(match (geometry.zip(grounded), &constraint) {
+            (Some((geometry, kind)), _) => {
                 let masks = masks.zip(subject.map(|(_, input)| input.source.clone()));
-                to_gemini_detections(stream, convention, geometry, masks)
+                to_gemini_detections(stream, convention, kind, geometry, masks)
             }
             (None, OutputConstraint::Choice(_)) => grounding::buffer_and_convert(stream, |text| async move { Ok(unquote_choice(text)) }),
             (None, _) => stream,

@@ -6,9 +6,10 @@
 //! answer to the native form (so it always parses and the convention is unambiguous) and rewrites it with
 //! [`to_gemini_answer`] before the client sees it.
 //!
-//! When it applies (documented in the README): the last user turn's text mentions `box_2d`, as the Gemini
-//! documentation's detection and segmentation prompts do. The rule reads only the prompt, so countTokens and
-//! generateContent agree on it.
+//! When it applies (documented in the README): the last user turn's text asks for boxes (`box_2d`, as the Gemini
+//! documentation's detection and segmentation prompts do, or "bounding box" / "bbox") or for points (Gemini's
+//! pointing prompt, "point to …": Qwen's `point_2d` [x, y] becomes Gemini's `point` [y, x] on 0–1000). The rule
+//! reads only the prompt, so countTokens and generateContent agree on it.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -39,6 +40,42 @@ pub enum BoxConvention {
     QwenThousandths,
 }
 
+/// What a grounded answer lists: boxes (`box_2d`) or points (`point`, Gemini's pointing answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grounded {
+    Boxes,
+    Points,
+}
+
+impl Grounded {
+    /// The grounded answer a prompt asks for, if any (boxes win when it asks for both).
+    pub fn of(prompt: &Prompt) -> Option<Grounded> {
+        if is_detection_prompt(prompt) {
+            Some(Grounded::Boxes)
+        } else if is_pointing_prompt(prompt) {
+            Some(Grounded::Points)
+        } else {
+            None
+        }
+    }
+
+    /// Numbers in one box or point.
+    fn arity(self) -> usize {
+        match self {
+            Grounded::Boxes => 4,
+            Grounded::Points => 2,
+        }
+    }
+
+    /// The key Gemini answers it under.
+    fn gemini_key(self) -> &'static str {
+        match self {
+            Grounded::Boxes => GEMINI_BOX_KEY,
+            Grounded::Points => GEMINI_POINT_KEY,
+        }
+    }
+}
+
 /// An image as the client sent it and as the model saw it (width, height).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageGeometry {
@@ -47,12 +84,23 @@ pub struct ImageGeometry {
 }
 
 impl BoxConvention {
-    /// The key the family writes boxes under.
-    pub fn native_key(self) -> &'static str {
-        match self {
-            BoxConvention::Gemini => GEMINI_BOX_KEY,
-            BoxConvention::QwenInputPixels | BoxConvention::QwenThousandths => "bbox_2d",
+    /// The key the family writes boxes (or points) under.
+    pub fn native_key(self, grounded: Grounded) -> &'static str {
+        match (self, grounded) {
+            (BoxConvention::Gemini, _) => grounded.gemini_key(),
+            (BoxConvention::QwenInputPixels | BoxConvention::QwenThousandths, Grounded::Boxes) => "bbox_2d",
+            (BoxConvention::QwenInputPixels | BoxConvention::QwenThousandths, Grounded::Points) => "point_2d",
         }
+    }
+
+    /// A native point ([x, y] for Qwen, [y, x] for Gemini) → Gemini's [y, x] on 0–1000, clamped.
+    pub fn point_to_gemini(self, [a, b]: [f64; 2], image: ImageGeometry) -> [i64; 2] {
+        let [y, x, ..] = match self {
+            BoxConvention::Gemini => on_grid([a, b, a, b]),
+            BoxConvention::QwenInputPixels => pixels_to_gemini_box([a, b, a, b], image.model_input),
+            BoxConvention::QwenThousandths => on_grid([b, a, b, a]),
+        };
+        [y, x]
     }
 
     /// A native box → Gemini's [ymin, xmin, ymax, xmax] on 0–1000, clamped and ordered.
@@ -73,21 +121,22 @@ impl BoxConvention {
         }
     }
 
-    /// JSON Schema of a detection answer in the native form: a list of `{<key>: [4 integers], label}`, with
+    /// JSON Schema of a grounded answer in the native form: a list of `{<key>: [4 or 2 integers], label}`, with
     /// coordinates bounded by the image and short labels, so even a weak model's answer ends and parses. The
     /// model is never asked for mask data: a mask model fills `mask` afterwards.
-    pub fn detection_schema(self, image: ImageGeometry) -> Value {
+    pub fn schema(self, grounded: Grounded, image: ImageGeometry) -> Value {
         let coordinate = json!({"type": "integer", "minimum": 0, "maximum": self.coordinate_limit(image)});
+        let (key, arity) = (self.native_key(grounded), grounded.arity());
         json!({
             "type": "array",
             "maxItems": MAX_DETECTIONS,
             "items": {
                 "type": "object",
                 "properties": {
-                    self.native_key(): {"type": "array", "items": coordinate, "minItems": 4, "maxItems": 4},
+                    key: {"type": "array", "items": coordinate, "minItems": arity, "maxItems": arity},
                     "label": {"type": "string", "maxLength": MAX_LABEL_CHARS}
                 },
-                "required": [self.native_key(), "label"],
+                "required": [key, "label"],
                 "additionalProperties": false
             }
         })
@@ -149,19 +198,22 @@ pub fn wants_masks(prompt: &Prompt) -> bool {
     is_detection_prompt(prompt) && (text.contains("segmentation mask") || text.contains("\"mask\""))
 }
 
-/// Rewrites a detection answer's boxes into Gemini's format. Items are kept in order with their other keys
-/// (`label` first after `box_2d`); `None` when the text is not a JSON list of objects with a native box, which
-/// is then passed on unchanged.
-pub fn to_gemini_answer(text: &str, convention: BoxConvention, image: ImageGeometry) -> Option<String> {
+/// Rewrites a grounded answer's boxes (or points) into Gemini's format. Items are kept in order with their other
+/// keys (`label` first after `box_2d` / `point`); `None` when the text is not a JSON list of objects with a
+/// native box (point), which is then passed on unchanged.
+pub fn to_gemini_answer(text: &str, convention: BoxConvention, grounded: Grounded, image: ImageGeometry) -> Option<String> {
     let Value::Array(items) = serde_json::from_str::<Value>(text).ok()? else { return None };
-    let key = convention.native_key();
+    let key = convention.native_key(grounded);
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let Value::Object(mut object) = item else { return None };
         let native: Vec<f64> = object.remove(key)?.as_array()?.iter().filter_map(Value::as_f64).collect();
-        let native: [f64; 4] = native.try_into().ok()?;
+        let converted = match grounded {
+            Grounded::Boxes => json!(convention.to_gemini(native.try_into().ok()?, image)),
+            Grounded::Points => json!(convention.point_to_gemini(native.try_into().ok()?, image)),
+        };
         let mut gemini = Map::new();
-        gemini.insert(GEMINI_BOX_KEY.into(), json!(convention.to_gemini(native, image)));
+        gemini.insert(grounded.gemini_key().into(), converted);
         if let Some(label) = object.remove("label") {
             gemini.insert("label".into(), label);
         }
@@ -309,12 +361,21 @@ mod tests {
         let image = ImageGeometry { original: (1920, 1080), model_input: (1932, 1092) };
         let native = r#"[{"bbox_2d":[966,273,1449,546],"label":"cat","score":0.9}]"#;
         assert_eq!(
-            to_gemini_answer(native, BoxConvention::QwenInputPixels, image).unwrap(),
+            to_gemini_answer(native, BoxConvention::QwenInputPixels, Grounded::Boxes, image).unwrap(),
             r#"[{"box_2d":[250,500,500,750],"label":"cat","score":0.9}]"#
         );
-        assert_eq!(to_gemini_answer("[]", BoxConvention::QwenInputPixels, image).unwrap(), "[]");
-        assert!(to_gemini_answer("a cat", BoxConvention::QwenInputPixels, image).is_none());
-        assert!(to_gemini_answer(r#"[{"label":"cat"}]"#, BoxConvention::QwenInputPixels, image).is_none());
+        assert_eq!(to_gemini_answer("[]", BoxConvention::QwenInputPixels, Grounded::Boxes, image).unwrap(), "[]");
+        assert!(to_gemini_answer("a cat", BoxConvention::QwenInputPixels, Grounded::Boxes, image).is_none());
+        assert!(to_gemini_answer(r#"[{"label":"cat"}]"#, BoxConvention::QwenInputPixels, Grounded::Boxes, image).is_none());
+        // Points: Qwen2.5-VL's [x, y] in pixels of its input, Qwen3-VL's [x, y] on 0-1000 → Gemini's [y, x].
+        assert_eq!(
+            to_gemini_answer(r#"[{"point_2d":[483,546],"label":"cat"}]"#, BoxConvention::QwenInputPixels, Grounded::Points, image).unwrap(),
+            r#"[{"point":[500,250],"label":"cat"}]"#
+        );
+        assert_eq!(
+            to_gemini_answer(r#"[{"point_2d":[250,500],"label":"cat"}]"#, BoxConvention::QwenThousandths, Grounded::Points, image).unwrap(),
+            r#"[{"point":[500,250],"label":"cat"}]"#
+        );
     }
 
     #[test]
