@@ -147,12 +147,20 @@ impl Server {
     /// Sends one request and checks the answer (see the module's doc); panics, so the fuzzer reports it, when
     /// a check fails.
     pub fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+        self.call_within(&[], method, uri, headers, body)
+    }
+
+    /// [`Server::call`] for one request of a sequence whose whole input is `sequence`: what an earlier request
+    /// sent (a resumable upload's display name) may come back in a later answer (the finalized file).
+    pub fn call_within(&self, sequence: &[u8], method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
         let mut request = Request::builder().method(method).uri(uri).header("x-goog-api-key", "fuzz");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         // Everything the request carried (path, header values, body) may come back in an error's message.
         let mut sent = String::from_utf8_lossy(&body).into_owned();
+        sent.push('\n');
+        sent.push_str(&String::from_utf8_lossy(sequence));
         for piece in std::iter::once(uri).chain(headers.iter().map(|(_, value)| *value)) {
             sent.push('\n');
             sent.push_str(piece);

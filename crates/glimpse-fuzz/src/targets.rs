@@ -73,7 +73,7 @@ pub fn upload_resumable(data: &[u8]) {
     if !size.is_empty() {
         headers.push(("x-goog-upload-header-content-length", size));
     }
-    let start = server().call("POST", "/upload/v1beta/files", &headers, metadata.to_vec());
+    let start = server().call_within(data, "POST", "/upload/v1beta/files", &headers, metadata.to_vec());
     let Some(url) = start.headers.get("x-goog-upload-url").and_then(|v| v.to_str().ok()) else { return };
     let Some(path) = url.strip_prefix("http://127.0.0.1:9").map(str::to_string) else {
         panic!("the upload URL {url:?} is not on the public URL");
@@ -85,11 +85,11 @@ pub fn upload_resumable(data: &[u8]) {
         if !offset.is_empty() {
             headers.push(("x-goog-upload-offset", offset));
         }
-        let answer = server().call("POST", &path, &headers, body.to_vec());
+        let answer = server().call_within(data, "POST", &path, &headers, body.to_vec());
         server().delete_made(&answer);
     }
     // An upload the script left open is cancelled, so a long run keeps no sessions.
-    server().call("POST", &path, &[("x-goog-upload-command", "cancel")], Vec::new());
+    server().call_within(data, "POST", &path, &[("x-goog-upload-command", "cancel")], Vec::new());
 }
 
 fn split<'a>(data: &'a [u8], separator: &[u8]) -> Vec<&'a [u8]> {
