@@ -378,13 +378,14 @@ mod tests {
         );
     }
 
+    /// One user turn of `text`.
+    fn prompt(text: &str) -> Prompt {
+        let turn = crate::prompt::Turn { role: Role::User, parts: vec![Part::Text(text.into())] };
+        Prompt { turns: vec![turn], ..Default::default() }
+    }
+
     #[test]
     fn the_seed_prompts_are_detection_prompts() {
-        use crate::prompt::Turn;
-        let prompt = |text: &str| Prompt {
-            turns: vec![Turn { role: Role::User, parts: vec![Part::Text(text.into())] }],
-            ..Default::default()
-        };
         let detect = prompt("Detect the all of the prominent items in the image. The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000.");
         assert!(is_detection_prompt(&detect) && !wants_masks(&detect));
         let segment = prompt("Give the segmentation masks for the wooden and glass items. Output a JSON list of segmentation masks where each entry contains the 2D bounding box in the key \"box_2d\", the segmentation mask in key \"mask\", and the text label in the key \"label\".");
@@ -398,11 +399,6 @@ mod tests {
 
     #[test]
     fn pointing_prompts_are_told_from_detection() {
-        use crate::prompt::Turn;
-        let prompt = |text: &str| Prompt {
-            turns: vec![Turn { role: Role::User, parts: vec![Part::Text(text.into())] }],
-            ..Default::default()
-        };
         let gemini = prompt("Point to no more than 10 items in the image. The label returned should be an identifying name for the object detected. The answer should follow the json format: [{\"point\": <point>, \"label\": <label1>}, ...]. The points are in [y, x] format normalized to 0-1000.");
         assert!(is_pointing_prompt(&gemini) && !is_detection_prompt(&gemini));
         assert!(is_pointing_prompt(&prompt("Point to the bicycle.")));
