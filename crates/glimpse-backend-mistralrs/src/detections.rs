@@ -28,8 +28,7 @@ pub fn to_gemini_detections(
     grounding::buffer_and_convert(stream, move |text| async move {
         let Some(answer) = grounding::to_gemini_answer(&text, convention, grounded, geometry) else { return Ok(text) };
         let Some((model, source)) = masks else { return Ok(answer) };
-        glimpse_core::priority::spawn_compute(move || grounding::add_masks(&answer, &source.decode()?, model.as_ref()))
+        glimpse_core::priority::spawn_compute("mask task failed", move || grounding::add_masks(&answer, &source.decode()?, model.as_ref()))
             .await
-            .map_err(|e| GlimpseError::Engine(format!("mask task failed: {e}")))?
     })
 }

@@ -147,9 +147,8 @@ impl MistralRsEngine {
             return Ok(Vec::new());
         }
         let (prepared, inner) = (prepared.clone(), self.inner.clone());
-        glimpse_core::priority::spawn_compute(move || prepared.render_images(&inner.options.pixel_cache))
+        glimpse_core::priority::spawn_compute("image preparation failed", move || prepared.render_images(&inner.options.pixel_cache))
             .await
-            .map_err(|e| GlimpseError::Engine(format!("image preparation failed: {e}")))?
     }
 }
 

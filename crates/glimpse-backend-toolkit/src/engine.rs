@@ -110,9 +110,7 @@ impl Engine for ToolkitEngine {
                 let toolkit = self.toolkit.clone();
                 let constraint = request.constraint.clone();
                 let answer = move || toolkit.answer(&task, &question, &source.decode()?, &constraint);
-                glimpse_core::priority::spawn_compute(answer)
-                    .await
-                    .map_err(|e| GlimpseError::Engine(format!("the toolkit stopped: {e}")))??
+                glimpse_core::priority::spawn_compute("the toolkit stopped", answer).await?
             }
         };
         let (text, finish) = limit(text, &request.sampling.stop_sequences, request.sampling.max_output_tokens);

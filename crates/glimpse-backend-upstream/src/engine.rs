@@ -134,9 +134,7 @@ impl Engine for UpstreamEngine {
         };
         let images = {
             let (prepared, cache) = (prepared.clone(), self.config.pixel_cache.clone());
-            glimpse_core::priority::spawn_compute(move || prepared.render_images(&cache))
-                .await
-                .map_err(|e| GlimpseError::Engine(format!("image preparation failed: {e}")))??
+            glimpse_core::priority::spawn_compute("image preparation failed", move || prepared.render_images(&cache)).await?
         };
         let messages = messages(&prepared, self.processor.family().image_placeholder(), &images)?;
         drop(images);

@@ -9,6 +9,8 @@
 
 use std::cell::Cell;
 
+use crate::error::GlimpseError;
+
 /// How far below the async workers compute threads run (nice values: 0 normal, 19 lowest).
 const COMPUTE_NICE: i32 = 10;
 
@@ -24,13 +26,18 @@ pub fn lower_current_thread() {
     });
 }
 
-/// Runs `work` on tokio's blocking pool at compute priority.
-pub async fn spawn_compute<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, tokio::task::JoinError> {
+/// Runs `work` on tokio's blocking pool at compute priority. A task that panics answers
+/// `Engine("{failed}: …")`.
+pub async fn spawn_compute<T: Send + 'static>(
+    failed: &str,
+    work: impl FnOnce() -> Result<T, GlimpseError> + Send + 'static,
+) -> Result<T, GlimpseError> {
     tokio::task::spawn_blocking(move || {
         lower_current_thread();
         work()
     })
     .await
+    .map_err(|e| GlimpseError::Engine(format!("{failed}: {e}")))?
 }
 
 #[cfg(target_os = "linux")]

@@ -36,7 +36,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::invalid(format!("Invalid JSON payload received. {e}")))
 }
 
-/// Bodies from this size up are parsed on tokio's blocking pool. Parsing a request with a megapixel photo in
+/// Bodies from this size up are parsed on the parsing pool ([`parse_pool`]). Parsing a request with a megapixel photo in
 /// it (JSON, then the keys, then base64) takes milliseconds; a burst of them on the async workers made light
 /// requests (`GET models`, health checks) wait hundreds of milliseconds behind them. Below it, the hop to the
 /// pool costs more than it frees.

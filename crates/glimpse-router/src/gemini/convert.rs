@@ -53,9 +53,7 @@ pub async fn convert_contents(
     let mut plan = crate::body::off_runtime_if_large(inline, move || plan_contents(contents, &planned_limits)).await??;
     load_remote(&mut plan, remote).await?;
     let image_limits = limits.image;
-    let turns = glimpse_core::priority::spawn_compute(move || probe_plan(plan, &image_limits))
-        .await
-        .map_err(|e| GlimpseError::Engine(format!("image header task failed: {e}")))??;
+    let turns = glimpse_core::priority::spawn_compute("image header task failed", move || probe_plan(plan, &image_limits)).await?;
     limits.check_request_pixels(&turns)?;
     Ok(turns)
 }
