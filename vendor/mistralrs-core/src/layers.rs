@@ -2529,7 +2529,11 @@ impl Module for Activation {
         match self {
             Self::Gelu => xs.gelu_erf(),
             // https://github.com/huggingface/transformers/blob/12f043eaeaabfef6f6efea411d98e6f6d3c094b7/src/transformers/activations.py#L49-L78
-            Self::NewGelu => xs.gelu(),
+            // Glimpse patch: on the CPU, on every core (`cpu_kernels`).
+            Self::NewGelu | Self::GeluPytorchTanh => match crate::cpu_kernels::gelu_tanh(xs)? {
+                Some(ys) => Ok(ys),
+                None => xs.gelu(),
+            },
             Self::Relu => xs.relu(),
             Self::Relu2 => xs.relu()?.sqr(),
             Self::Relu6 => xs.clamp(0f32, 6f32),
@@ -2541,7 +2545,6 @@ impl Module for Activation {
             Self::HardSwish => xs * candle_nn::ops::hard_sigmoid(xs)?,
             &Self::Elu(alpha) => xs.elu(alpha),
             &Self::LeakyRelu(negative_slope) => candle_nn::ops::leaky_relu(xs, negative_slope),
-            Self::GeluPytorchTanh => xs.gelu(),
             Self::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702f64)?),
         }
     }

@@ -1030,6 +1030,21 @@ impl Sequence {
         new_decoded
     }
 
+    /// Glimpse patch: the rest of the answer once the sequence has ended, sent even when it ends inside a UTF-8
+    /// character (lossy: U+FFFD for the incomplete bytes). `get_delta` holds such a tail back for the next token,
+    /// and at the end there is none: the last chunk, which carries the finish reason, was never sent and the
+    /// caller saw its channel close instead.
+    pub fn get_final_delta(&mut self) -> String {
+        let is_first = self.stream_idx == 0;
+        let rest = String::from_utf8_lossy(&self.completion_bytes[self.stream_idx..]).to_string();
+        self.stream_idx = self.completion_bytes.len();
+        if is_first {
+            rest.trim_start().to_string()
+        } else {
+            rest
+        }
+    }
+
     /// Peeks at the delta between the last two decoded sequences, but does not advance the stream index.
     pub fn peek_delta(&self) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
         let is_first = self.stream_idx == 0;

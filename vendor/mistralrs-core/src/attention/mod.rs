@@ -72,7 +72,7 @@ where
     Tensor::cat(&attn_chunks, 2)
 }
 
-fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+pub(crate) fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
     if n_rep == 1 {
         Ok(x)
     } else {
@@ -121,6 +121,12 @@ impl Sdpa {
         let (b_sz, n_attn_heads, seq_len, head_dim) = q.dims4()?;
         let (_, _, _, k_head_dim) = k.dims4()?;
         let (_, _, _, v_head_dim) = v.dims4()?;
+
+        // Glimpse patch: a prompt step on the CPU (more than one query row) runs as matrix products
+        // (`cpu::run_prefill_cpu`); the row-at-a-time kernel below stays for decoding, where it is the faster.
+        if q.device().is_cpu() && seq_len > 1 {
+            return cpu::run_prefill_cpu(q, k, v, mask, sdpa_params);
+        }
 
         let can_use_flash = q.device().is_cpu()
             || q.device().is_cuda() && crate::using_flash_attn() && q.dtype() != DType::F32;

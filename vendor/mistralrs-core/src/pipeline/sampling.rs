@@ -88,7 +88,8 @@ pub(crate) async fn finish_or_add_toks_to_seq(
                 if is_done.is_some() && seq.reasoning_mode().is_some() {
                     seq.finalize_reasoning();
                 }
-                let delta_result = seq.get_delta();
+                // Glimpse patch: the last chunk is always sent (see `Sequence::get_final_delta`).
+                let delta_result = if is_done.is_some() { Ok(Some(seq.get_final_delta())) } else { seq.get_delta() };
                 if let Some(delta) = crate::handle_seq_error_ok!(delta_result, seq.responder()) {
                     if seq.get_mut_group().is_chat {
                         let (content_delta, reasoning_delta) = if seq.reasoning_mode().is_some() {

@@ -379,6 +379,75 @@ where
     )
 }
 
+/// Bytes of attention scores one chunk of query rows may hold (batch × heads × rows × keys × 4): under
+/// mimalloc's huge-object size (16 MiB), so that the chunks reuse memory instead of faulting in fresh pages.
+const PREFILL_SCORE_BYTES: usize = 8 << 20;
+
+/// Glimpse patch: attention for a prompt step on the CPU, as matrix products.
+///
+/// `flash_attn_cpu` below walks one query row at a time over every key with scalar arithmetic: for a vision
+/// tower's 1,024 patches per tile or a prompt of a thousand tokens that was most of the time to first token
+/// (vendor/README.md, fourteenth change). Here the
+/// scores of a chunk of query rows are one batched matrix product (candle's gemm, all cores), the mask is
+/// added, the softmax is taken over the keys and a second product applies it to the values: the same
+/// arithmetic, in f32 for f32 models, in blocks the CPU's vector units run at full speed. The chunk is
+/// bounded in bytes (`PREFILL_SCORE_BYTES`) so that a long prompt does not hold a full score matrix.
+///
+/// Shapes: q (b, heads, q_len, d), k and v (b, kv_heads, kv_len, d); mask broadcastable to
+/// (b, heads, q_len, kv_len) or (q_len, kv_len). Returns (b, heads, q_len, d).
+pub fn run_prefill_cpu(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    sdpa_params: &SdpaParams,
+) -> Result<Tensor> {
+    let (b, heads, q_len, _) = q.dims4()?;
+    let kv_len = k.dim(2)?;
+    let k = crate::attention::repeat_kv(k.clone(), sdpa_params.n_kv_groups)?.contiguous()?;
+    let v = crate::attention::repeat_kv(v.clone(), sdpa_params.n_kv_groups)?.contiguous()?;
+    let k_t = k.t()?;
+    let row_bytes = b * heads * kv_len * 4;
+    let rows = (PREFILL_SCORE_BYTES / row_bytes.max(1)).clamp(1, q_len);
+    let mut outputs = Vec::with_capacity(q_len.div_ceil(rows));
+    let mut start = 0;
+    while start < q_len {
+        let len = rows.min(q_len - start);
+        // The query-row axis is the second to last in every mask layout the models build.
+        let mask_chunk = match mask {
+            Some(mask) if mask.dim(mask.rank() - 2)? == 1 => Some(mask.clone()),
+            Some(mask) => Some(mask.narrow(mask.rank() - 2, start, len)?),
+            None => None,
+        };
+        let probs = if q.dtype() == candle_core::DType::F32 && sdpa_params.softcap.is_none() {
+            // One product with the scale folded into the queries (a pass over the small side), then the mask and
+            // softmax in place, on every core (`cpu_kernels::MaskedSoftmax`).
+            let q_chunk = (q.narrow(2, start, len)? * f64::from(sdpa_params.softmax_scale))?.contiguous()?;
+            let scores = q_chunk.matmul(&k_t)?;
+            let mask = mask_chunk.map(|m| crate::cpu_kernels::mask_for_rows(&m, len, kv_len)).transpose()?;
+            scores.inplace_op1(&crate::cpu_kernels::MaskedSoftmax { dims: (b, heads, len, kv_len), mask })?;
+            scores
+        } else {
+            let q_chunk = q.narrow(2, start, len)?.contiguous()?;
+            let mut scores = (q_chunk.matmul(&k_t)? * f64::from(sdpa_params.softmax_scale))?;
+            if let Some(softcap) = sdpa_params.softcap {
+                scores = ((scores / f64::from(softcap))?.tanh()? * f64::from(softcap))?;
+            }
+            if let Some(mask) = &mask_chunk {
+                scores = scores.broadcast_add(mask)?;
+            }
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        outputs.push(probs.matmul(&v)?);
+        start += len;
+    }
+    if outputs.len() == 1 {
+        Ok(outputs.remove(0))
+    } else {
+        Tensor::cat(&outputs, 2)
+    }
+}
+
 /// Optimised path for the common decode case: q_len == 1 but kv_len ≫ 1.
 /// All intermediate maths is done in `f32`; we down‑cast to `T` exactly once
 /// when writing the output buffer.
