@@ -2,13 +2,13 @@
 checkpoint, the same photo, the same threads, in one run.
 
 For each engine: load time (start to ready), resident memory once loaded and at its peak, time to first token for
-one photo (a 1-token answer, best of two), and tokens/s for 1 and 4 concurrent text requests of 64 tokens each
+one photo (a 1-token answer, the better of two: the first pays for whatever the engine does once), and tokens/s for 1 and 4 concurrent text requests of 64 tokens each
 (transformers: one batched `generate` of 4). One text request is the batch-1 decode rate: its prompt is 30-odd
 tokens, a few percent of its time (a photo prompt's first token varies by more than the decode takes). The checkpoints' end tokens can never win
 (scripts/models/make_real_shape.py), so every answer runs to its limit on every engine.
 
-Glimpse: `glimpse serve --model DIR [--isq Q]` on a free loopback port (image and encoder caches off, as
-transformers has none), Gemini REST. transformers: float32, sdpa attention, `torch.set_num_threads(THREADS)`, in a
+Glimpse: `glimpse serve --model DIR [--isq Q]` on a free loopback port (image, encoder and prefix caches off, as
+transformers has none and llama.cpp is asked not to reuse its cache), Gemini REST. transformers: float32, sdpa attention, `torch.set_num_threads(THREADS)`, in a
 child process of its own so that its memory is its own. llama.cpp: `llama-server -m model.gguf --mmproj
 mmproj.gguf -t THREADS -np 4` (GGUF from llama.cpp's own converter), OpenAI chat completions with `ignore_eos`.
 
@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -90,52 +91,64 @@ def measure(one_token, text_answer) -> dict:
     }
 
 
+@contextmanager
+def served(args: list[str], ready_url: str, env: dict | None = None):
+    """Starts a server and waits until `ready_url` answers 200: yields (process, HTTP client, seconds it took);
+    stops it afterwards. Its log goes to a temporary file (a pipe nobody reads would fill and stall it)."""
+    log = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    server = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+    try:
+        with httpx.Client(timeout=TIMEOUT) as client:
+            while True:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{Path(args[0]).name} exited: {log.read().decode(errors='replace')[-2000:]}")
+                try:
+                    if client.get(ready_url).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            yield server, client, time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Glimpse
 # ---------------------------------------------------------------------------------------------------------------
 def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None) -> dict:
     port = free_port()
     args = [binary, "serve", "--port", str(port), "--data-dir", tempfile.mkdtemp(prefix="glimpse-bench-"),
-            "--model", str(model), "--image-cache-bytes", "0", "--encoder-cache-bytes", "0", "--cpu"]
+            "--model", str(model), "--image-cache-bytes", "0", "--encoder-cache-bytes", "0", "--prefix-cache-entries", "0",
+            "--cpu"]
     if isq:
         args += ["--isq", isq]
     env = dict(os.environ, RUST_LOG="warn", RAYON_NUM_THREADS=str(threads))
-    start = time.perf_counter()
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(timeout=TIMEOUT) as client:
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"glimpse exited: {server.stderr.read().decode()[-2000:]}")
-                try:
-                    if client.get(f"{base}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-            load_s = time.perf_counter() - start
-            loaded_mb = rss_mb(server.pid)
-            peak = PeakRss(server.pid)
-            image = {"inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(photo.read_bytes()).decode()}}
-            url = f"{base}/v1beta/models/{model.name}:generateContent"
+    with served(args, f"{base}/readyz", env) as (server, client, load_s):
+        loaded_mb = rss_mb(server.pid)
+        peak = PeakRss(server.pid)
+        image = {"inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(photo.read_bytes()).decode()}}
+        url = f"{base}/v1beta/models/{model.name}:generateContent"
 
-            def ask(parts, tokens):
-                body = {"contents": [{"role": "user", "parts": parts}],
-                        "generationConfig": {"temperature": 0, "maxOutputTokens": tokens}}
-                response = client.post(url, json=body)
-                response.raise_for_status()
-                usage = response.json()["usageMetadata"]
-                assert usage["candidatesTokenCount"] == tokens, usage
-                return usage
+        def ask(parts, tokens):
+            body = {"contents": [{"role": "user", "parts": parts}],
+                    "generationConfig": {"temperature": 0, "maxOutputTokens": tokens}}
+            response = client.post(url, json=body)
+            response.raise_for_status()
+            usage = response.json()["usageMetadata"]
+            assert usage["candidatesTokenCount"] == tokens, usage
+            return usage
 
-            usage = ask([image, {"text": PHOTO_PROMPT}], 1)
-            result = measure(lambda: ask([image, {"text": PHOTO_PROMPT}], 1), lambda: ask([{"text": TEXT_PROMPT}], NEW_TOKENS))
-            return {"engine": f"glimpse {isq or 'f32'}", "load_s": load_s, "rss_loaded_mb": loaded_mb,
-                    "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": usage["promptTokenCount"], **result}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+        usage = []
+        result = measure(lambda: usage.append(ask([image, {"text": PHOTO_PROMPT}], 1)),
+                         lambda: ask([{"text": TEXT_PROMPT}], NEW_TOKENS))
+        return {"engine": f"glimpse {isq or 'f32'}", "load_s": load_s, "rss_loaded_mb": loaded_mb,
+                "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": usage[0]["promptTokenCount"], **result}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -173,7 +186,7 @@ def transformers_child(model: Path, photo: Path, threads: int) -> dict:
             out = net.generate(**inputs, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens)
         assert out.shape[1] - inputs["input_ids"].shape[1] == tokens
 
-    prompt_tokens = int(photo_inputs()["input_ids"].shape[1])
+    prompt_tokens = int(photo_inputs()["input_ids"].shape[1])  # the processor only
     ttft = min(timed(lambda: generate(photo_inputs(), 1)) for _ in range(2))
     single = timed(lambda: generate(text_inputs(1), NEW_TOKENS))
     together = timed(lambda: generate(text_inputs(CONCURRENT), NEW_TOKENS))
@@ -199,42 +212,26 @@ def llama_cpp(server_bin: str, gguf: Path, photo: Path, threads: int, label: str
     args = [server_bin, "-m", str(gguf / "model.gguf"), "--mmproj", str(gguf / "mmproj.gguf"), "-t", str(threads),
             "-tb", str(threads), "-np", str(CONCURRENT), "-c", str(8192 * CONCURRENT), "--port", str(port),
             "--host", "127.0.0.1", "--no-warmup", "--cache-ram", "0"]
-    start = time.perf_counter()
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(timeout=TIMEOUT) as client:
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"llama-server exited: {server.stderr.read().decode()[-2000:]}")
-                try:
-                    if client.get(f"{base}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-            load_s = time.perf_counter() - start
-            loaded_mb = rss_mb(server.pid)
-            peak = PeakRss(server.pid)
-            data_url = "data:image/jpeg;base64," + base64.b64encode(photo.read_bytes()).decode()
+    with served(args, f"{base}/health") as (server, client, load_s):
+        loaded_mb = rss_mb(server.pid)
+        peak = PeakRss(server.pid)
+        data_url = "data:image/jpeg;base64," + base64.b64encode(photo.read_bytes()).decode()
 
-            def ask(content, tokens):
-                body = {"messages": [{"role": "user", "content": content}], "max_tokens": tokens, "temperature": 0,
-                        "ignore_eos": True, "cache_prompt": False}
-                response = client.post(f"{base}/v1/chat/completions", json=body)
-                response.raise_for_status()
-                usage = response.json()["usage"]
-                assert usage["completion_tokens"] == tokens, usage
-                return usage
+        def ask(content, tokens):
+            body = {"messages": [{"role": "user", "content": content}], "max_tokens": tokens, "temperature": 0,
+                    "ignore_eos": True, "cache_prompt": False}
+            response = client.post(f"{base}/v1/chat/completions", json=body)
+            response.raise_for_status()
+            usage = response.json()["usage"]
+            assert usage["completion_tokens"] == tokens, usage
+            return usage
 
-            photo_content = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": PHOTO_PROMPT}]
-            usage = ask(photo_content, 1)
-            result = measure(lambda: ask(photo_content, 1), lambda: ask(TEXT_PROMPT, NEW_TOKENS))
-            return {"engine": f"llama.cpp {label}", "load_s": load_s, "rss_loaded_mb": loaded_mb,
-                    "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": usage["prompt_tokens"], **result}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+        photo_content = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": PHOTO_PROMPT}]
+        usage = []
+        result = measure(lambda: usage.append(ask(photo_content, 1)), lambda: ask(TEXT_PROMPT, NEW_TOKENS))
+        return {"engine": f"llama.cpp {label}", "load_s": load_s, "rss_loaded_mb": loaded_mb,
+                "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": usage[0]["prompt_tokens"], **result}
 
 
 def report(files: list[Path]) -> None:

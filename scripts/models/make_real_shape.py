@@ -15,9 +15,10 @@ that Glimpse computes what transformers computes with it. So this script writes,
   tokenizer sits at its real id and the vocabulary has its real size (the ids no trained piece takes are filled
   with placeholder pieces ``<filler_N>`` that no merge produces);
 * ``model.safetensors``: random float32 weights under the repository's tensor names, scaled as the tiny fixtures
-  are (each matrix N(0, 1/fan_in), norm gains around 1, embeddings N(0, 1)) so that greedy decoding is well
-  conditioned; the end tokens can never win (zero ``lm_head`` rows, or for tied embeddings rows of norm 1e-3), so
-  every answer runs to its token limit and speed runs decode a fixed number of tokens.
+  are (each matrix N(0, 1/fan_in), norm gains around 1, embeddings N(0, 1), a tied embedding at the output layer's
+  scale) so that greedy decoding is well conditioned; the end tokens and the placeholders can never win (zero
+  ``lm_head`` rows, or for tied embeddings rows scaled by 1e-3), so every answer runs to its token limit and speed
+  runs decode a fixed number of tokens.
 
 With ``--reference`` it also runs transformers (float32, eager attention, CPU, PIL image backend) on one prompt
 with a 1024×768 photo and writes ``expected.json`` in the schema of ``fixtures/expected/*.json``: the expanded
@@ -183,16 +184,14 @@ def transformers_classes(family: str):
 
 def hub_name(family: str, name: str) -> str:
     """transformers 5's parameter names → the names the published safetensors use (what mistralrs loads)."""
-    if family in ("qwen2_5_vl", "qwen3_vl"):
+    # (Qwen3-VL was published with transformers 5's own names: `model.language_model.*`, `model.visual.*`.)
+    if family == "qwen2_5_vl":
         for src, dst in (("model.language_model.", "model."), ("model.visual.", "visual.")):
             if name.startswith(src):
                 return dst + name[len(src):]
     if family == "gemma3":
-        for src, dst in (("model.language_model.", "language_model.model."),
-                         ("model.vision_tower.", "vision_tower."),
-                         ("model.multi_modal_projector.", "multi_modal_projector.")):
-            if name.startswith(src):
-                return dst + name[len(src):]
+        import make_tiny_gemma3  # the Gemma 3 fixture's mapping (the SigLIP tower one level deeper on the hub)
+        return make_tiny_gemma3.to_hub_name(name) or name
     return name
 
 
