@@ -13,11 +13,7 @@ cd "$(dirname "$0")/../.."
 scripts/setup-deps.sh >/dev/null
 export HF_HUB_OFFLINE=1
 cargo build -q --locked --workspace --all-targets
-if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import torch, transformers, httpx" 2>/dev/null; then
-  python3 -m venv .venv-bench
-  .venv-bench/bin/pip install -q --disable-pip-version-check -r scripts/bench/requirements.txt
-fi
-py=.venv-bench/bin/python
+py=$(scripts/bench/venv.sh torch transformers httpx)
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(smolvlm-256m qwen2_5_vl-3b)
 cache="${GLIMPSE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/glimpse}/real-shape"

@@ -10,11 +10,7 @@ quick=${1:-}
 scripts/setup-deps.sh >/dev/null
 export HF_HUB_OFFLINE=1
 cargo build -q --locked --workspace --all-targets
-if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import torch, torchvision, transformers, pillow_heif" 2>/dev/null; then
-  python3 -m venv .venv-bench
-  .venv-bench/bin/pip install -q --disable-pip-version-check -r scripts/bench/requirements.txt
-fi
-py=.venv-bench/bin/python
+py=$(scripts/bench/venv.sh torch torchvision transformers pillow_heif)
 out=out/bench-pixels
 mkdir -p "$out"
 threads=$(nproc)

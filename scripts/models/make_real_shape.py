@@ -54,7 +54,8 @@ from safetensors.torch import save_file  # noqa: E402
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers  # noqa: E402
 from tokenizers import processors, trainers  # noqa: E402
 
-import make_tiny_qwen2_5_vl as tiny_qwen  # noqa: E402  (the fixture corpus and chat template helpers)
+import make_tiny_qwen2_5_vl as tiny_qwen  # noqa: E402  (the fixture corpus, JSON writing, top-2 margins)
+from make_tiny_qwen2_5_vl import write_json  # noqa: E402
 
 TRAINED_PIECES = 4000
 LM_HEAD_GAIN = 16.0
@@ -304,10 +305,6 @@ def save_sharded(state: dict, folder: Path, shard_bytes: int = 4 << 30) -> None:
     write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 # --------------------------------------------------------------------------------------------------------------
 # transformers' reference on one photo
 # --------------------------------------------------------------------------------------------------------------
@@ -350,12 +347,11 @@ def reference(name: str, spec: Spec, folder: Path, image: Path, new_tokens: int)
     seconds = time.time() - started
     gen = out.sequences[0, len(input_ids):].tolist()
     logits = [lg[0].to(torch.float32) for lg in out.logits]
-    logprobs, margins = [], []
+    logprobs = []
     for lg, tid in zip(logits, gen):
         assert int(torch.argmax(lg)) == tid
         logprobs.append(float(torch.log_softmax(lg.double(), dim=-1)[tid]))
-        top2 = torch.topk(lg, 2).values
-        margins.append(float(top2[0] - top2[1]))
+    margins = tiny_qwen.margins_of(logits)
     eos_ids = [processor.tokenizer.convert_tokens_to_ids(t) for t in spec.end_tokens]
     live = torch.zeros(logits[0].shape[0], dtype=torch.bool)
     live[[i for t, i in processor.tokenizer.get_vocab().items() if not t.startswith("<filler_") and i not in eos_ids]] = True

@@ -9,13 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 src=$(scripts/peer/llama-cpp-source.sh)
-if [ ! -x .venv-bench/bin/python ] || ! .venv-bench/bin/python -c "import torch, transformers" 2>/dev/null; then
-  python3 -m venv .venv-bench
-  .venv-bench/bin/pip install -q --disable-pip-version-check -r scripts/bench/requirements.txt
-fi
+py=$(scripts/bench/venv.sh torch transformers)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-.venv-bench/bin/python scripts/peer/convert_to_gguf.py "$src" models/shapes "$out" >"$out/convert.log" 2>&1 \
+$py scripts/peer/convert_to_gguf.py "$src" models/shapes "$out" >"$out/convert.log" 2>&1 \
   || { tail -30 "$out/convert.log" >&2; exit 1; }
 mkdir -p fixtures/peer
 mv "$out/model.gguf" fixtures/peer/shapes.gguf

@@ -88,6 +88,15 @@ fn prompt_from_messages(messages: &Value) -> Prompt {
     prompt
 }
 
+/// `count_tokens` gives the reference's prompt and image token counts; returns the image tokens.
+async fn assert_counts(engine: &MistralRsEngine, prompt: &Prompt, case: &Value, name: &str) -> u64 {
+    let counted = engine.count_tokens(prompt).await.unwrap();
+    assert_eq!(counted.total() as u64, case["prompt_token_count"].as_u64().unwrap(), "{name}: prompt tokens");
+    let image_tokens: u64 = case["image_token_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(counted.image as u64, image_tokens, "{name}: image tokens");
+    image_tokens
+}
+
 fn token_ids(v: &Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
@@ -129,10 +138,7 @@ async fn greedy_decoding_matches_transformers(model: &str, every_image_resampled
         let has_images = !case["image_sizes_wh"].as_array().unwrap().is_empty();
         let resized = name == "resize_odd" || (every_image_resampled && has_images);
 
-        let counted = engine.count_tokens(&prompt).await.unwrap();
-        assert_eq!(counted.total() as u64, case["prompt_token_count"].as_u64().unwrap(), "{name}: prompt tokens");
-        let image_tokens: u64 = case["image_token_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
-        assert_eq!(counted.image as u64, image_tokens, "{name}: image tokens");
+        assert_counts(&engine, &prompt, case, name).await;
 
         let max_new = case["max_new_tokens"].as_u64().unwrap() as u32;
         let probe = engine.probe(&prompt, max_new).await.unwrap();
@@ -184,10 +190,7 @@ async fn real_shape_matches_transformers() {
     for case in expected["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let prompt = prompt_from_messages(&case["messages"]);
-        let counted = engine.count_tokens(&prompt).await.unwrap();
-        assert_eq!(counted.total() as u64, case["prompt_token_count"].as_u64().unwrap(), "{name}: prompt tokens");
-        let image_tokens: u64 = case["image_token_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
-        assert_eq!(counted.image as u64, image_tokens, "{name}: image tokens");
+        let image_tokens = assert_counts(&engine, &prompt, case, name).await;
 
         let want_tokens: Vec<String> =
             case["greedy_tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
