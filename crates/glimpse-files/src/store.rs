@@ -248,6 +248,11 @@ impl FileStore {
         }
         let lease = FinalizeLease::claim(&self.db, session).await?;
         let key = file_key(&session.project, &session.id);
+        if let Some(file) = self.published_by(session, &key).await? {
+            // A finalize killed after publishing the file and before ending the upload: this retry ends it.
+            self.discard(session).await?;
+            return Ok(file);
+        }
         let assembled = lease.hold_while(self.assemble(session, &key)).await;
         let (sha256, head) = match assembled {
             Ok(done) => done,
@@ -301,6 +306,18 @@ impl FileStore {
         self.db.insert_file(&record).await?;
         self.discard(session).await?;
         Ok(record)
+    }
+
+    /// The file this upload already published (its row is written before the upload ends, so a process killed
+    /// in between leaves both). The file id is reserved for the upload while it lasts, so a row with that id
+    /// created since the upload started is its own: ACTIVE with the upload's blob, or FAILED with none.
+    async fn published_by(&self, session: &UploadSession, key: &str) -> Result<Option<FileRecord>, GlimpseError> {
+        let file = self.db.file(&session.project, &session.file_id).await?;
+        Ok(file.filter(|f| {
+            f.source == FileSource::Uploaded
+                && f.create_ms >= session.create_ms
+                && f.blob_key.as_deref().map_or(f.state == FileState::Failed, |k| k == key)
+        }))
     }
 
     /// Puts an upload's chunks together under `key`, hashing them and keeping the first bytes on the way

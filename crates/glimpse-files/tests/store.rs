@@ -265,3 +265,42 @@ async fn a_chunk_sent_twice_for_one_offset_is_recorded_once() {
     assert!(store.finalize(&session).await.is_err());
     assert!(std::fs::read_dir(dir.path().join("blobs/uploads")).map_or(true, |mut d| d.all(|e| std::fs::read_dir(e.unwrap().path()).unwrap().next().is_none())));
 }
+
+/// A finalize whose process was killed after it published the file and before it ended the upload leaves both
+/// rows (re-created here from a copy of the upload's rows taken before the finalize, with the dead process's
+/// claim on it). The client's retried finalize answers that file, ends the upload, and leaves the file's bytes.
+#[tokio::test]
+async fn a_finalize_killed_after_publishing_answers_the_published_file_when_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(config(dir.path())).await.unwrap();
+    let bytes = png();
+    let session = store
+        .start_upload(NewUpload { project: "p".into(), declared_size: Some(bytes.len() as u64), ..Default::default() })
+        .await
+        .unwrap();
+    store.append(&session, 0, chunks(&bytes[..100])).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    store.append(&session, 100, chunks(&bytes[100..])).await.unwrap();
+    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("glimpse.db").display())).await.unwrap();
+    for table in ["uploads", "upload_chunks"] {
+        let column = if table == "uploads" { "id" } else { "upload_id" };
+        sqlx::query(&format!("CREATE TABLE saved_{table} AS SELECT * FROM {table} WHERE {column} = $1"))
+            .bind(&session.id)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let published = store.finalize(&session).await.unwrap();
+    for table in ["uploads", "upload_chunks"] {
+        sqlx::query(&format!("INSERT INTO {table} SELECT * FROM saved_{table}")).execute(&db).await.unwrap();
+    }
+    // The dead process's claim, older than its lease.
+    sqlx::query("UPDATE uploads SET finalizing = 1 WHERE id = $1").bind(&session.id).execute(&db).await.unwrap();
+
+    let again = store.finalize(&session).await.unwrap();
+    assert_eq!((again.id.as_str(), again.state, again.sha256_base64.as_str()), (published.id.as_str(), FileState::Active, published.sha256_base64.as_str()));
+    assert!(store.upload_session(&session.id).await.unwrap().is_none(), "the upload ended");
+    assert_eq!(store.read_for_prompt("p", &published.id, u64::MAX).await.unwrap().1, bytes);
+}
