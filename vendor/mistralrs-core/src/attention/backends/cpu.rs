@@ -406,6 +406,22 @@ pub fn run_prefill_cpu(
     let kv_len = k.dim(2)?;
     let k = crate::attention::repeat_kv(k.clone(), sdpa_params.n_kv_groups)?.contiguous()?;
     let v = crate::attention::repeat_kv(v.clone(), sdpa_params.n_kv_groups)?.contiguous()?;
+    // Many short sequences without a mask (a vision tower's windows, sixteenth change): chunks of whole sequences,
+    // so that each product has all of a sequence's rows (row chunks across hundreds of windows made thousands of
+    // tiny products).
+    let sequence_bytes = heads * q_len * kv_len * 4;
+    if mask.is_none() && b > 1 && sequence_bytes <= PREFILL_SCORE_BYTES {
+        let per_chunk = (PREFILL_SCORE_BYTES / sequence_bytes).clamp(1, b);
+        let mut outputs = Vec::with_capacity(b.div_ceil(per_chunk));
+        let mut start = 0;
+        while start < b {
+            let len = per_chunk.min(b - start);
+            let (q, k, v) = (q.narrow(0, start, len)?, k.narrow(0, start, len)?, v.narrow(0, start, len)?);
+            outputs.push(attend_rows(&q, &k.t()?, &v, None, sdpa_params)?);
+            start += len;
+        }
+        return if outputs.len() == 1 { Ok(outputs.remove(0)) } else { Tensor::cat(&outputs, 0) };
+    }
     let k_t = k.t()?;
     let row_bytes = b * heads * kv_len * 4;
     let rows = (PREFILL_SCORE_BYTES / row_bytes.max(1)).clamp(1, q_len);
@@ -419,26 +435,7 @@ pub fn run_prefill_cpu(
             Some(mask) => Some(mask.narrow(mask.rank() - 2, start, len)?),
             None => None,
         };
-        let probs = if q.dtype() == candle_core::DType::F32 && sdpa_params.softcap.is_none() {
-            // One product with the scale folded into the queries (a pass over the small side), then the mask and
-            // softmax in place, on every core (`cpu_kernels::MaskedSoftmax`).
-            let q_chunk = (q.narrow(2, start, len)? * f64::from(sdpa_params.softmax_scale))?.contiguous()?;
-            let scores = q_chunk.matmul(&k_t)?;
-            let mask = mask_chunk.map(|m| crate::cpu_kernels::mask_for_rows(&m, len, kv_len)).transpose()?;
-            scores.inplace_op1(&crate::cpu_kernels::MaskedSoftmax { dims: (b, heads, len, kv_len), mask })?;
-            scores
-        } else {
-            let q_chunk = q.narrow(2, start, len)?.contiguous()?;
-            let mut scores = (q_chunk.matmul(&k_t)? * f64::from(sdpa_params.softmax_scale))?;
-            if let Some(softcap) = sdpa_params.softcap {
-                scores = ((scores / f64::from(softcap))?.tanh()? * f64::from(softcap))?;
-            }
-            if let Some(mask) = &mask_chunk {
-                scores = scores.broadcast_add(mask)?;
-            }
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
-        outputs.push(probs.matmul(&v)?);
+        outputs.push(attend_rows(&q.narrow(2, start, len)?, &k_t, &v, mask_chunk.as_ref(), sdpa_params)?);
         start += len;
     }
     if outputs.len() == 1 {
@@ -446,6 +443,33 @@ pub fn run_prefill_cpu(
     } else {
         Tensor::cat(&outputs, 2)
     }
+}
+
+/// Attention of a block of query rows `q` (b, heads, rows, d) over all keys: `k_t` (b, heads, d, kv_len), `v`
+/// (b, heads, kv_len, d), the mask already cut to those rows.
+fn attend_rows(q: &Tensor, k_t: &Tensor, v: &Tensor, mask: Option<&Tensor>, sdpa_params: &SdpaParams) -> Result<Tensor> {
+    let (b, heads, len, _) = q.dims4()?;
+    let kv_len = k_t.dim(3)?;
+    let probs = if q.dtype() == candle_core::DType::F32 && sdpa_params.softcap.is_none() {
+        // One product with the scale folded into the queries (a pass over the small side), then the mask and
+        // softmax in place, on every core (`cpu_kernels::MaskedSoftmax`).
+        let q = (q * f64::from(sdpa_params.softmax_scale))?.contiguous()?;
+        let scores = q.matmul(k_t)?;
+        let mask = mask.map(|m| crate::cpu_kernels::mask_for_rows(m, len, kv_len)).transpose()?;
+        scores.inplace_op1(&crate::cpu_kernels::MaskedSoftmax { dims: (b, heads, len, kv_len), mask })?;
+        scores
+    } else {
+        let q = q.contiguous()?;
+        let mut scores = (q.matmul(k_t)? * f64::from(sdpa_params.softmax_scale))?;
+        if let Some(softcap) = sdpa_params.softcap {
+            scores = ((scores / f64::from(softcap))?.tanh()? * f64::from(softcap))?;
+        }
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        candle_nn::ops::softmax_last_dim(&scores)?
+    };
+    probs.matmul(v)
 }
 
 /// Optimised path for the common decode case: q_len == 1 but kv_len ≫ 1.
