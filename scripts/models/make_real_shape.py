@@ -28,7 +28,7 @@ log-probabilities and top-2 margins. ``crates/glimpse-backend-mistralrs/tests/pa
 
 Weights go to ``--out`` (default ``$XDG_CACHE_HOME/glimpse/real-shape``), never into git.
 
-Usage: make_real_shape.py [--out DIR] [--reference] [--new-tokens N] MODEL...   (MODEL: a folder of scripts/models/configs, or ``all``)
+Usage: make_real_shape.py [--out DIR] [--reference] [--new-tokens N] [--dtype D] [--device D] [--layers N] MODEL...   (MODEL: a folder of scripts/models/configs, or ``all``)
 """
 from __future__ import annotations
 
@@ -197,41 +197,62 @@ def hub_name(family: str, name: str) -> str:
 
 
 def init_weights(model, spec: Spec, seed: int, suppressed: list[int]) -> None:
-    g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
     tied = spec.tied
     with torch.no_grad():
         for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
             if "norm" in name and name.endswith(".weight") or name.endswith("ln_q.weight"):
                 base = 0.0 if spec.family == "gemma3" and "vision" not in name else 1.0  # Gemma RMSNorm adds 1
-                p.copy_(base + 0.1 * torch.randn(p.shape, generator=g))
+                p.copy_(base + 0.1 * torch.randn(p.shape, generator=g, device=g.device))
             elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                p.copy_(0.1 * torch.randn(p.shape, generator=g, device=g.device))
             elif name.endswith("embed_tokens.weight") and tied:
                 # The embedding is the output layer too: rows of N(0, 1) made the model copy its last input token
                 # forever (h · e(x) ≈ |e(x)|² beats every other logit); at the untied lm_head's scale the output is
                 # conditioned like the untied models' and the input no longer dominates the residual stream.
-                p.copy_(LM_HEAD_GAIN / math.sqrt(p.shape[1]) * torch.randn(p.shape, generator=g))
+                p.copy_(LM_HEAD_GAIN / math.sqrt(p.shape[1]) * torch.randn(p.shape, generator=g, device=g.device))
             elif name.endswith("embed_tokens.weight") or name.endswith("position_embedding.weight"):
-                p.copy_(torch.randn(p.shape, generator=g))
+                p.copy_(torch.randn(p.shape, generator=g, device=g.device))
             elif name.endswith("lm_head.weight"):
                 if not tied:
-                    p.copy_(LM_HEAD_GAIN / math.sqrt(p.shape[1]) * torch.randn(p.shape, generator=g))
+                    p.copy_(LM_HEAD_GAIN / math.sqrt(p.shape[1]) * torch.randn(p.shape, generator=g, device=g.device))
             else:
                 fan_in = int(np.prod(p.shape[1:])) if p.dim() > 1 else p.shape[0]
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+                p.copy_(torch.randn(p.shape, generator=g, device=g.device) / math.sqrt(fan_in))
         # The end tokens and the placeholders never win, so that every answer runs to its limit in pieces of
         # text: a zero lm_head row gives logit 0 where the winning logit is far above; with tied embeddings the
         # row is the input embedding too, so it is made tiny instead of zero (the RMS norm of the next layer
         # scales an input back up).
         head = model.get_output_embeddings().weight
-        rows = torch.tensor(suppressed, dtype=torch.long)
+        rows = torch.tensor(suppressed, dtype=torch.long, device=head.device)
         if tied:
             head[rows] *= 1e-3
         else:
             head[rows] = 0.0
 
 
-def build_checkpoint(name: str, spec: Spec, out: Path, seed: int = 0) -> Path:
+def shrunk(spec: Spec, layers: int) -> Spec:
+    """The same model with `layers` text layers and vision blocks (the last one full attention): every tensor
+    keeps its published shape, the checkpoint is a fraction of the size. For smoke runs of the tools that use the
+    full checkpoint (scripts/gpu-check.sh --dry-run)."""
+    config = json.loads(json.dumps(spec.config))
+    text = config.get("text_config", config)
+    text["num_hidden_layers"] = layers
+    if "max_window_layers" in text:
+        text["max_window_layers"] = layers
+    vision = config.get("vision_config", {})
+    if "depth" in vision:
+        vision["depth"] = layers
+    if "fullatt_block_indexes" in vision:
+        vision["fullatt_block_indexes"] = [layers - 1]
+    return Spec(**{**spec.__dict__, "name": f"{spec.name}-{layers}layers", "config": config})
+
+
+def build_checkpoint(name: str, spec: Spec, out: Path, seed: int = 0, dtype: str = "float32",
+                     device: str = "cpu") -> Path:
+    """Writes the checkpoint into `out/name`. The weights are drawn on `device` (on a GPU in seconds; the
+    random stream differs from the CPU's, so a reference must come from the same device) and saved in `dtype`."""
     folder = out / name
     marker = folder / ".complete"
     if marker.exists():
@@ -256,9 +277,8 @@ def build_checkpoint(name: str, spec: Spec, out: Path, seed: int = 0) -> Path:
     config = config_cls.from_pretrained(str(folder))
     vocab = tok.get_vocab(with_added_tokens=True)
     from transformers.initialization import no_init_weights
-    with no_init_weights():
-        model = model_cls(config)
-    model = model.to(torch.float32)
+    with no_init_weights(), torch.device(device):
+        model = model_cls._from_config(config, dtype=getattr(torch, dtype))
     vocab_rows = model.get_output_embeddings().weight.shape[0]
     suppressed = ([tok.token_to_id(t) for t in spec.end_tokens]
                   + [i for t, i in vocab.items() if t.startswith("<filler_")]
@@ -272,7 +292,7 @@ def build_checkpoint(name: str, spec: Spec, out: Path, seed: int = 0) -> Path:
         hub = hub_name(spec.family, key)
         if hub.endswith("lm_head.weight") and spec.tied:
             continue
-        state[hub] = tensor.contiguous()
+        state[hub] = tensor.to("cpu").contiguous()
     save_sharded(state, folder)
     params = sum(t.numel() for t in state.values())
     write_json(folder / "shape.json", {"repo": spec.repo, "parameters": params, "seed": seed,
@@ -389,6 +409,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=cache)
     parser.add_argument("--reference", action="store_true", help="also write expected.json from transformers")
     parser.add_argument("--new-tokens", type=int, default=8)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="of the saved weights")
+    parser.add_argument("--device", default="cpu", help="where the weights are drawn (cpu, cuda)")
+    parser.add_argument("--layers", type=int, help="only this many text layers and vision blocks (smoke runs)")
     parser.add_argument("models", nargs="+", help=f"{', '.join(SPECS)} or all")
     args = parser.parse_args()
     names = list(SPECS) if args.models == ["all"] else args.models
@@ -398,7 +421,9 @@ def main() -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     for name in names:
         spec = load_spec(name)
-        folder = build_checkpoint(name, spec, args.out)
+        if args.layers:
+            spec = shrunk(spec, args.layers)
+        folder = build_checkpoint(spec.name, spec, args.out, dtype=args.dtype, device=args.device)
         if args.reference and not (folder / "expected.json").exists():
             write_json(folder / "expected.json", reference(name, spec, folder, photo(args.out), args.new_tokens))
             print(f"{folder / 'expected.json'}: written", file=sys.stderr)

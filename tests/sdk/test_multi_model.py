@@ -89,6 +89,15 @@ def test_unknown_quantisation_is_refused_at_start(tmp_path):
     assert run.returncode != 0 and "--isq" in run.stderr, run.stderr[-500:]
 
 
+@pytest.mark.parametrize("fraction", ["1.5", "-0.1", "most"])
+def test_a_gpu_memory_fraction_outside_0_to_1_is_refused_at_start(fraction):
+    import subprocess
+
+    run = subprocess.run([str(sdkutil.GLIMPSE_BIN), "serve", "--model", str(sdkutil.MODEL_DIR), f"--gpu-memory-fraction={fraction}"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "--gpu-memory-fraction" in run.stderr and "between 0 and 1" in run.stderr, run.stderr[-500:]
+
+
 FIXTURE_MODELS = sdkutil.ROOT / "fixtures" / "models"
 
 

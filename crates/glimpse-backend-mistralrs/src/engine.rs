@@ -54,6 +54,10 @@ pub struct LoadOptions {
     /// `cachedContent`, a conversation's next turn, one photo asked several questions); 0 keeps none. Only
     /// families whose prefix reuse is verified use it (see `Family::reuses_prefixes`).
     pub prefix_cache_entries: usize,
+    /// On a GPU, the share of the card's memory that the weights and the paged KV cache fill together
+    /// (mistralrs's PagedAttention: concurrent requests are batched continuously, each taking cache blocks as it
+    /// grows); 0 turns paged attention off. Unused on CPU, where mistralrs has no paged attention.
+    pub gpu_memory_fraction: f32,
 }
 
 impl Default for LoadOptions {
@@ -70,6 +74,7 @@ impl Default for LoadOptions {
             mask_model: None,
             pixel_cache: Arc::new(PixelCache::new(0)),
             prefix_cache_entries: 16,
+            gpu_memory_fraction: DEFAULT_GPU_MEMORY_FRACTION,
         }
     }
 }
@@ -203,5 +208,17 @@ pub fn parse_isq(value: &str) -> Result<IsqType, String> {
 /// `--dtype` values: `auto`, `f32`, `f16`, `bf16`.
 pub fn parse_dtype(value: &str) -> Result<ModelDType, String> {
     value.parse()
+}
+
+/// What `--gpu-memory-fraction` defaults to: the KV cache takes what the weights leave of 85% of the card, the
+/// rest is for activations (a 1920×1080 image's vision tower) and the CUDA context.
+pub const DEFAULT_GPU_MEMORY_FRACTION: f32 = 0.85;
+
+/// `--gpu-memory-fraction`: a share of the GPU's memory, 0 (paged attention off) to 1.
+pub fn parse_gpu_memory_fraction(value: &str) -> Result<f32, String> {
+    match value.parse::<f32>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{value} is not a fraction between 0 and 1")),
+    }
 }
 

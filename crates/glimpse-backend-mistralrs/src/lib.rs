@@ -19,7 +19,7 @@ mod response;
 mod sampling;
 mod supervisor;
 
-pub use engine::{parse_dtype, parse_isq, LoadOptions, MistralRsEngine};
+pub use engine::{parse_dtype, parse_gpu_memory_fraction, parse_isq, LoadOptions, MistralRsEngine, DEFAULT_GPU_MEMORY_FRACTION};
 pub use mistralrs::{IsqType, ModelDType};
 pub use family::{Family, ImagePlan};
 pub use model_folder::ModelFolder;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use glimpse_core::GlimpseError;
-use mistralrs::{Model, ModelDType, MultimodalModelBuilder, Request};
+use mistralrs::{MemoryGpuConfig, Model, ModelDType, MultimodalModelBuilder, PagedAttentionMetaBuilder, Request};
 
 use crate::engine::{Inner, LoadOptions};
 use crate::family::Family;
@@ -27,6 +27,12 @@ pub(crate) async fn build_model(staged: &Path, options: &LoadOptions, family: &F
         .with_prefix_cache_n((family.reuses_prefixes() && options.prefix_cache_entries > 0).then_some(options.prefix_cache_entries));
     if options.force_cpu {
         builder = builder.with_force_cpu();
+    } else if options.gpu_memory_fraction > 0.0 {
+        // A no-op in builds without a GPU backend (mistralrs checks `paged_attn_supported`).
+        let paged = PagedAttentionMetaBuilder::default()
+            .with_gpu_memory(MemoryGpuConfig::Utilization(options.gpu_memory_fraction))
+            .build()?;
+        builder = builder.with_paged_attn(paged);
     }
     if let Some(isq) = options.isq {
         builder = builder.with_isq(isq);

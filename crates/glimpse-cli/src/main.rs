@@ -151,6 +151,12 @@ struct ModelArgs {
     /// Qwen2.5-VL models.
     #[arg(long, env = "GLIMPSE_PREFIX_CACHE_ENTRIES", default_value_t = 16)]
     prefix_cache_entries: usize,
+    /// On a GPU: the share of the card's memory that a model's weights and its paged KV cache fill together
+    /// (PagedAttention batches concurrent requests continuously); with several models on one card, give each its
+    /// share; 0 turns paged attention off. Unused on CPU.
+    #[arg(long, env = "GLIMPSE_GPU_MEMORY_FRACTION", value_parser = glimpse_backend_mistralrs::parse_gpu_memory_fraction,
+          default_value_t = glimpse_backend_mistralrs::DEFAULT_GPU_MEMORY_FRACTION)]
+    gpu_memory_fraction: f32,
 }
 
 #[derive(Args)]

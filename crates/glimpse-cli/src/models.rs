@@ -209,6 +209,7 @@ async fn load_engine(
         isq: plan.isq,
         dtype: plan.dtype,
         prefix_cache_entries: args.prefix_cache_entries,
+        gpu_memory_fraction: args.gpu_memory_fraction,
         ..Default::default()
     };
     let engine = MistralRsEngine::load(&dir, options).await.with_context(|| format!("loading {}", plan.spec.source))?;
