@@ -28,6 +28,12 @@ fn chunks(data: &[u8]) -> impl futures::Stream<Item = Result<Bytes, std::io::Err
 }
 
 async fn upload(store: &FileStore, project: &str, bytes: &[u8], mime: Option<&str>) -> glimpse_files::FileRecord {
+    let session = appended(store, project, bytes, mime).await;
+    store.finalize(&session).await.unwrap()
+}
+
+/// An upload of `bytes` in two chunks, not yet finalized.
+async fn appended(store: &FileStore, project: &str, bytes: &[u8], mime: Option<&str>) -> glimpse_files::UploadSession {
     let session = store
         .start_upload(NewUpload {
             project: project.into(),
@@ -42,8 +48,7 @@ async fn upload(store: &FileStore, project: &str, bytes: &[u8], mime: Option<&st
     let session = store.upload_session(&session.id).await.unwrap().unwrap();
     assert_eq!(session.received, received);
     store.append(&session, half as u64, chunks(&bytes[half..])).await.unwrap();
-    let session = store.upload_session(&session.id).await.unwrap().unwrap();
-    store.finalize(&session).await.unwrap()
+    store.upload_session(&session.id).await.unwrap().unwrap()
 }
 
 fn code(e: GlimpseError) -> Code {
@@ -274,14 +279,7 @@ async fn a_finalize_killed_after_publishing_answers_the_published_file_when_sent
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(config(dir.path())).await.unwrap();
     let bytes = png();
-    let session = store
-        .start_upload(NewUpload { project: "p".into(), declared_size: Some(bytes.len() as u64), ..Default::default() })
-        .await
-        .unwrap();
-    store.append(&session, 0, chunks(&bytes[..100])).await.unwrap();
-    let session = store.upload_session(&session.id).await.unwrap().unwrap();
-    store.append(&session, 100, chunks(&bytes[100..])).await.unwrap();
-    let session = store.upload_session(&session.id).await.unwrap().unwrap();
+    let session = appended(&store, "p", &bytes, None).await;
 
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("glimpse.db").display())).await.unwrap();
     for table in ["uploads", "upload_chunks"] {
