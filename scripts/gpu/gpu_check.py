@@ -202,8 +202,7 @@ def glimpse(binary: str, model: Path, images: dict, args) -> dict:
     base = f"http://127.0.0.1:{port}"
     memory = GpuMemory(args.device)
     with served(command, f"{base}/readyz", dict(os.environ, RUST_LOG="warn")) as (server, client, load_s):
-        memory.pid = server.pid
-        memory.base = memory.base if args.device == "cuda" else 0.0
+        memory.pid = server.pid  # what a CPU run samples
         result = {"engine": f"glimpse {args.dtype}", "load_s": load_s, "memory_loaded_mb": memory.now()}
         parts = {size: {"inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(Path(path).read_bytes()).decode()}}
                  for size, path in images.items()}
