@@ -81,20 +81,24 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-class PeakRss:
-    """`with PeakRss(pid) as rss:` samples the process's resident memory every 20 ms while the block runs;
-    then `rss.before` and `rss.peak` (MiB)."""
+class PeakSampler:
+    """`with PeakSampler(read, every) as p:` calls `read()` every `every` seconds while the block runs; then
+    `p.before` (the reading when it was made) and `p.peak` (the largest, the reading at the block's end included).
+    A reading that fails inside the block (the process it reads is gone) ends the sampling."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.before = self.peak = rss_mib(pid)
+    def __init__(self, read, every: float):
+        self.read, self.every = read, every
+        self.before = self.peak = read()
         self._done = threading.Event()
         self._sampler = threading.Thread(target=self._sample)
 
     def _sample(self):
         while not self._done.is_set():
-            self.peak = max(self.peak, rss_mib(self.pid))
-            time.sleep(0.02)
+            try:
+                self.peak = max(self.peak, self.read())
+            except (OSError, subprocess.CalledProcessError):
+                return
+            time.sleep(self.every)
 
     def __enter__(self):
         self._sampler.start()
@@ -103,4 +107,12 @@ class PeakRss:
     def __exit__(self, *exc):
         self._done.set()
         self._sampler.join()
-        self.peak = max(self.peak, rss_mib(self.pid))
+        self.peak = max(self.peak, self.read())
+
+
+class PeakRss(PeakSampler):
+    """`with PeakRss(pid) as rss:` samples the process's resident memory every 20 ms while the block runs;
+    then `rss.before` and `rss.peak` (MiB)."""
+
+    def __init__(self, pid: int):
+        super().__init__(lambda: rss_mib(pid), 0.02)

@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,42 +31,13 @@ from pathlib import Path
 
 import httpx
 
-from benchutil import free_port
+from benchutil import PeakRss, free_port
 
 PHOTO_PROMPT = "Describe this photo in detail."
 TEXT_PROMPT = "Write a long story about a lighthouse keeper who finds a map in a bottle."
 NEW_TOKENS = 64
 CONCURRENT = 4
 TIMEOUT = httpx.Timeout(3600.0)
-
-
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRss:
-    """Samples a process's resident memory every 50 ms (VmHWM cannot be reset between phases)."""
-
-    def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, rss_mb(self.pid))
-            except OSError:
-                return
-            time.sleep(0.05)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 def timed(fn):
@@ -129,9 +99,7 @@ def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None
         args += ["--isq", isq]
     env = dict(os.environ, RUST_LOG="warn", RAYON_NUM_THREADS=str(threads))
     base = f"http://127.0.0.1:{port}"
-    with served(args, f"{base}/readyz", env) as (server, client, load_s):
-        loaded_mb = rss_mb(server.pid)
-        peak = PeakRss(server.pid)
+    with served(args, f"{base}/readyz", env) as (server, client, load_s), PeakRss(server.pid) as rss:
         image = {"inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(photo.read_bytes()).decode()}}
         url = f"{base}/v1beta/models/{model.name}:generateContent"
 
@@ -147,8 +115,8 @@ def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None
         usage = []
         result = measure(lambda: usage.append(ask([image, {"text": PHOTO_PROMPT}], 1)),
                          lambda: ask([{"text": TEXT_PROMPT}], NEW_TOKENS))
-        return {"engine": f"glimpse {isq or 'f32'}", "load_s": load_s, "rss_loaded_mb": loaded_mb,
-                "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": usage[0]["promptTokenCount"], **result}
+    return {"engine": f"glimpse {isq or 'f32'}", "load_s": load_s, "rss_loaded_mb": rss.before,
+            "rss_peak_mb": rss.peak, "prompt_tokens": usage[0]["promptTokenCount"], **result}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,8 +132,6 @@ def transformers_child(model: Path, photo: Path, threads: int) -> dict:
     processor = AutoProcessor.from_pretrained(str(model))
     net = AutoModelForImageTextToText.from_pretrained(str(model), dtype=torch.float32, attn_implementation="sdpa").eval()
     load_s = time.perf_counter() - start
-    loaded_mb = rss_mb(os.getpid())
-    peak = PeakRss(os.getpid())
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -186,12 +152,13 @@ def transformers_child(model: Path, photo: Path, threads: int) -> dict:
             out = net.generate(**inputs, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens)
         assert out.shape[1] - inputs["input_ids"].shape[1] == tokens
 
-    prompt_tokens = int(photo_inputs()["input_ids"].shape[1])  # the processor only
-    ttft = min(timed(lambda: generate(photo_inputs(), 1)) for _ in range(2))
-    single = timed(lambda: generate(text_inputs(1), NEW_TOKENS))
-    together = timed(lambda: generate(text_inputs(CONCURRENT), NEW_TOKENS))
-    return {"engine": "transformers f32", "load_s": load_s, "rss_loaded_mb": loaded_mb,
-            "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": prompt_tokens, "ttft_s": ttft,
+    with PeakRss(os.getpid()) as rss:
+        prompt_tokens = int(photo_inputs()["input_ids"].shape[1])  # the processor only
+        ttft = min(timed(lambda: generate(photo_inputs(), 1)) for _ in range(2))
+        single = timed(lambda: generate(text_inputs(1), NEW_TOKENS))
+        together = timed(lambda: generate(text_inputs(CONCURRENT), NEW_TOKENS))
+    return {"engine": "transformers f32", "load_s": load_s, "rss_loaded_mb": rss.before,
+            "rss_peak_mb": rss.peak, "prompt_tokens": prompt_tokens, "ttft_s": ttft,
             "text_1_tok_s": NEW_TOKENS / single,
             "text_4_tok_s": CONCURRENT * NEW_TOKENS / together}
 
@@ -213,9 +180,7 @@ def llama_cpp(server_bin: str, gguf: Path, photo: Path, threads: int, label: str
             "-tb", str(threads), "-np", str(CONCURRENT), "-c", str(8192 * CONCURRENT), "--port", str(port),
             "--host", "127.0.0.1", "--no-warmup", "--cache-ram", "0"]
     base = f"http://127.0.0.1:{port}"
-    with served(args, f"{base}/health") as (server, client, load_s):
-        loaded_mb = rss_mb(server.pid)
-        peak = PeakRss(server.pid)
+    with served(args, f"{base}/health") as (server, client, load_s), PeakRss(server.pid) as rss:
         data_url = "data:image/jpeg;base64," + base64.b64encode(photo.read_bytes()).decode()
 
         def ask(content, tokens):
@@ -230,8 +195,8 @@ def llama_cpp(server_bin: str, gguf: Path, photo: Path, threads: int, label: str
         photo_content = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": PHOTO_PROMPT}]
         usage = []
         result = measure(lambda: usage.append(ask(photo_content, 1)), lambda: ask(TEXT_PROMPT, NEW_TOKENS))
-        return {"engine": f"llama.cpp {label}", "load_s": load_s, "rss_loaded_mb": loaded_mb,
-                "rss_peak_mb": max(peak.stop(), loaded_mb), "prompt_tokens": usage[0]["prompt_tokens"], **result}
+    return {"engine": f"llama.cpp {label}", "load_s": load_s, "rss_loaded_mb": rss.before,
+            "rss_peak_mb": rss.peak, "prompt_tokens": usage[0]["prompt_tokens"], **result}
 
 
 def report(files: list[Path]) -> None:

@@ -32,7 +32,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,8 +41,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from benchutil import free_port  # noqa: E402
-from models import PeakRss, rss_mb, served  # noqa: E402
+from benchutil import PeakSampler, free_port, rss_mib  # noqa: E402
+from models import served  # noqa: E402
 
 SIZES = [(448, 448), (1024, 768), (1920, 1080)]
 QUESTION = "Describe this photo in detail."
@@ -73,39 +72,19 @@ def median(values: list[float]) -> float:
     return values[len(values) // 2]
 
 
-class GpuMemory:
-    """The card's used memory (MiB) above what it used when sampling began, every 100 ms, through nvidia-smi; on
-    a CPU run the process's resident memory instead."""
+def gpu_used_mb() -> float:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[0])
 
-    def __init__(self, device: str, pid: int | None = None):
-        self.device, self.pid = device, pid
-        self.base = self._used() if device == "cuda" else 0.0
-        self.peak, self._stop = 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
-    def _used(self) -> float:
-        if self.device != "cuda":
-            return rss_mb(self.pid or os.getpid())
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-                             capture_output=True, text=True, check=True).stdout
-        return float(out.strip().splitlines()[0])
-
-    def now(self) -> float:
-        return self._used() - self.base
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.now())
-            except (OSError, subprocess.CalledProcessError):
-                return
-            time.sleep(0.1)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
+def memory_reading(device: str, pid: int, gpu_baseline: float):
+    """What an engine's memory is measured by (MiB): the card's used memory less `gpu_baseline` (what it used
+    before the engine started; nvidia-smi), or on a CPU run the process's resident memory. Sampled by
+    `PeakSampler` every 100 ms."""
+    if device == "cuda":
+        return lambda: gpu_used_mb() - gpu_baseline
+    return lambda: rss_mib(pid)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -120,7 +99,7 @@ def transformers_child(model: Path, images: dict, device: str, dtype: str, new_t
         if device == "cuda":
             torch.cuda.synchronize()
 
-    memory = GpuMemory(device)
+    memory = memory_reading(device, os.getpid(), gpu_used_mb() if device == "cuda" else 0.0)
     start = time.perf_counter()
     processor = AutoProcessor.from_pretrained(str(model))
     # Straight onto the GPU (device_map needs accelerate, which the GPU machine has); on a CPU dry run, as is.
@@ -128,7 +107,7 @@ def transformers_child(model: Path, images: dict, device: str, dtype: str, new_t
     net = AutoModelForImageTextToText.from_pretrained(str(model), dtype=getattr(torch, dtype),
                                                       attn_implementation="sdpa", **placement).eval()
     sync()
-    result = {"engine": f"transformers {dtype}", "load_s": time.perf_counter() - start, "memory_loaded_mb": memory.now()}
+    result = {"engine": f"transformers {dtype}", "load_s": time.perf_counter() - start}
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"
     text = processor.apply_chat_template(
@@ -152,30 +131,31 @@ def transformers_child(model: Path, images: dict, device: str, dtype: str, new_t
         sync()
         return time.perf_counter() - t
 
-    for size in images:
-        prepared = inputs(size)
-        forward = lambda: net(**prepared)  # noqa: E731
-        with torch.inference_mode():
-            forward()
-            forward_s = median([timed(forward) for _ in range(reps)])
-        generate(inputs(size), 1)  # warm-up
-        ttft = median([timed(lambda: generate(inputs(size), 1)) for _ in range(reps)])
-        result[f"prompt_tokens_{size}"] = int(prepared["input_ids"].shape[1])
-        result[f"ttft_{size}_ms"] = ttft * 1000
-        result[f"forward_{size}_ms"] = forward_s * 1000
+    with PeakSampler(memory, 0.1) as sampled:
+        for size in images:
+            prepared = inputs(size)
+            forward = lambda: net(**prepared)  # noqa: E731
+            with torch.inference_mode():
+                forward()
+                forward_s = median([timed(forward) for _ in range(reps)])
+            generate(inputs(size), 1)  # warm-up
+            ttft = median([timed(lambda: generate(inputs(size), 1)) for _ in range(reps)])
+            result[f"prompt_tokens_{size}"] = int(prepared["input_ids"].shape[1])
+            result[f"ttft_{size}_ms"] = ttft * 1000
+            result[f"forward_{size}_ms"] = forward_s * 1000
 
-    photo_size = "1024x768"
-    batch = inputs(photo_size)
-    out = generate(batch, GREEDY_TOKENS, output_scores=True, return_dict_in_generate=True)
-    ids = out.sequences[0, batch["input_ids"].shape[1]:].tolist()
-    margins = [float(s[0].float().topk(2).values.diff().abs()) for s in out.scores]
-    result["greedy_ids"], result["greedy_margins"] = ids, margins
+        photo_size = "1024x768"
+        batch = inputs(photo_size)
+        out = generate(batch, GREEDY_TOKENS, output_scores=True, return_dict_in_generate=True)
+        ids = out.sequences[0, batch["input_ids"].shape[1]:].tolist()
+        margins = [float(s[0].float().topk(2).values.diff().abs()) for s in out.scores]
+        result["greedy_ids"], result["greedy_margins"] = ids, margins
 
-    total = timed(lambda: generate(inputs(photo_size), new_tokens))
-    result["decode_b1_tok_s"] = new_tokens / max(total - result[f"ttft_{photo_size}_ms"] / 1000, 1e-6)
-    together = timed(lambda: generate(inputs(photo_size, concurrent), new_tokens))
-    result["concurrent_tok_s"] = concurrent * new_tokens / together
-    result["memory_peak_mb"] = max(memory.stop(), result["memory_loaded_mb"])
+        total = timed(lambda: generate(inputs(photo_size), new_tokens))
+        result["decode_b1_tok_s"] = new_tokens / max(total - result[f"ttft_{photo_size}_ms"] / 1000, 1e-6)
+        together = timed(lambda: generate(inputs(photo_size, concurrent), new_tokens))
+        result["concurrent_tok_s"] = concurrent * new_tokens / together
+    result["memory_loaded_mb"], result["memory_peak_mb"] = sampled.before, sampled.peak
     return result
 
 
@@ -200,10 +180,10 @@ def glimpse(binary: str, model: Path, images: dict, args) -> dict:
     if args.device == "cpu":
         command.append("--cpu")
     base = f"http://127.0.0.1:{port}"
-    memory = GpuMemory(args.device)
-    with served(command, f"{base}/readyz", dict(os.environ, RUST_LOG="warn")) as (server, client, load_s):
-        memory.pid = server.pid  # what a CPU run samples
-        result = {"engine": f"glimpse {args.dtype}", "load_s": load_s, "memory_loaded_mb": memory.now()}
+    gpu_baseline = gpu_used_mb() if args.device == "cuda" else 0.0
+    with (served(command, f"{base}/readyz", dict(os.environ, RUST_LOG="warn")) as (server, client, load_s),
+          PeakSampler(memory_reading(args.device, server.pid, gpu_baseline), 0.1) as sampled):
+        result = {"engine": f"glimpse {args.dtype}", "load_s": load_s}
         parts = {size: {"inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(Path(path).read_bytes()).decode()}}
                  for size, path in images.items()}
 
@@ -254,7 +234,7 @@ def glimpse(binary: str, model: Path, images: dict, args) -> dict:
             together = time.perf_counter() - start
         result["concurrent_tok_s"] = sum(counts) / together
         result["concurrent_tokens"] = sum(counts)
-        result["memory_peak_mb"] = max(memory.stop(), result["memory_loaded_mb"])
+    result["memory_loaded_mb"], result["memory_peak_mb"] = sampled.before, sampled.peak
     return result
 
 

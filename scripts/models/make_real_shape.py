@@ -33,6 +33,7 @@ Usage: make_real_shape.py [--out DIR] [--reference] [--new-tokens N] [--dtype D]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -246,7 +247,7 @@ def shrunk(spec: Spec, layers: int) -> Spec:
         vision["depth"] = layers
     if "fullatt_block_indexes" in vision:
         vision["fullatt_block_indexes"] = [layers - 1]
-    return Spec(**{**spec.__dict__, "name": f"{spec.name}-{layers}layers", "config": config})
+    return dataclasses.replace(spec, name=f"{spec.name}-{layers}layers", config=config)
 
 
 def build_checkpoint(name: str, spec: Spec, out: Path, seed: int = 0, dtype: str = "float32",
