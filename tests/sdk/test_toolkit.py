@@ -77,6 +77,11 @@ def test_models_lists_the_toolkit(toolkit_url):
     assert [m["name"] for m in r.json()["models"]] == ["models/toolkit"]
 
 
+def test_the_toolkit_runs_on_onnx_runtime(tk):
+    # scripts/setup-deps.sh puts ONNX Runtime's library in models/toolkit/onnxruntime; the model says what runs it.
+    assert tk.models.get(model="toolkit").description.endswith("(ONNX Runtime)")
+
+
 def test_seed_detection_snippet_returns_real_boxes(tk):
     """The seed's detection snippet (Interactions API, JSON response format), image by data."""
     interaction = tk.interactions.create(

@@ -6,7 +6,7 @@ use std::path::Path;
 use image::DynamicImage;
 
 use crate::error::ToolkitError;
-use crate::onnx::{InputShape, OnnxModel};
+use crate::onnx::{InputShape, OnnxModel, Runtime};
 use crate::tensor::{nchw, Normalize};
 
 const INPUT: u32 = 224;
@@ -27,8 +27,8 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    pub fn load(dir: &Path) -> Result<Self, ToolkitError> {
-        let model = OnnxModel::load(&dir.join("efficientnet_lite0.onnx"), InputShape::Fixed(&[1, 3, INPUT as usize, INPUT as usize]))?;
+    pub fn load(runtime: Runtime, dir: &Path) -> Result<Self, ToolkitError> {
+        let model = OnnxModel::load(runtime, &dir.join("efficientnet_lite0.onnx"), InputShape::Fixed(&[1, 3, INPUT as usize, INPUT as usize]))?;
         let names = crate::labels::read_lines(&dir.join("imagenet.tsv"))?
             .into_iter()
             .map(|line| line.split_once('\t').map(|(_, name)| name.to_string()).unwrap_or(line))

@@ -8,7 +8,7 @@ use image::DynamicImage;
 
 use crate::error::ToolkitError;
 use crate::geometry::{non_max_suppression, PixelBox};
-use crate::onnx::{InputShape, OnnxModel};
+use crate::onnx::{InputShape, OnnxModel, Runtime};
 use crate::tensor::{letterbox, nhwc, Normalize};
 
 const INPUT: u32 = 512;
@@ -35,8 +35,8 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn load(dir: &Path) -> Result<Self, ToolkitError> {
-        let model = OnnxModel::load(&dir.join("centernet.onnx"), InputShape::Fixed(&[1, INPUT as usize, INPUT as usize, 3]))?;
+    pub fn load(runtime: Runtime, dir: &Path) -> Result<Self, ToolkitError> {
+        let model = OnnxModel::load(runtime, &dir.join("centernet.onnx"), InputShape::Fixed(&[1, INPUT as usize, INPUT as usize, 3]))?;
         let names = crate::labels::read_lines(&dir.join("coco.names"))?;
         Ok(Detector { model, names })
     }

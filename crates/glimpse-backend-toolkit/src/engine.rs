@@ -36,7 +36,10 @@ impl ToolkitEngine {
         let id = name.unwrap_or_else(|| DEFAULT_NAME.to_string());
         let info = ModelInfo {
             display_name: "Glimpse toolkit".into(),
-            description: "Built-in vision toolkit: CenterNet COCO detector, EfficientNet-Lite0 ImageNet classifier, PP-OCRv5 text reader, ISNet masks (tract-onnx)".into(),
+            description: format!(
+                "Built-in vision toolkit: CenterNet COCO detector, EfficientNet-Lite0 ImageNet classifier, PP-OCRv5 text reader, ISNet masks ({})",
+                toolkit.runtime().name()
+            ),
             family: "toolkit".into(),
             input_token_limit: INPUT_TOKEN_LIMIT,
             output_token_limit: OUTPUT_TOKEN_LIMIT,

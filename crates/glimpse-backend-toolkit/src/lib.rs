@@ -9,7 +9,7 @@ mod error;
 pub mod geometry;
 mod labels;
 pub mod ocr;
-mod onnx;
+pub mod onnx;
 pub mod salient;
 pub mod task;
 mod tensor;
@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 pub use engine::{ToolkitEngine, DEFAULT_NAME, IMAGE_TOKENS};
 pub use error::ToolkitError;
+pub use onnx::Runtime;
 pub use toolkit::{Toolkit, DETECTION_MIN_SCORE};
 
 /// Where the toolkit's model files are: `GLIMPSE_TOOLKIT_DIR`, else `models/toolkit` beside the workspace the

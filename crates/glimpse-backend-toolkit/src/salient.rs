@@ -11,7 +11,7 @@ use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, Luma};
 
 use crate::error::ToolkitError;
-use crate::onnx::{InputShape, OnnxModel};
+use crate::onnx::{InputShape, OnnxModel, Runtime};
 use crate::tensor::{nchw, stretch, Normalize};
 
 pub const ISNET_FILE: &str = "isnet.onnx";
@@ -29,8 +29,8 @@ pub struct SalientMasks {
 }
 
 impl SalientMasks {
-    pub fn load(dir: &Path) -> Result<Self, ToolkitError> {
-        Ok(SalientMasks { model: OnnxModel::load(&dir.join(ISNET_FILE), InputShape::Fixed(&[1, 3, INPUT as usize, INPUT as usize]))? })
+    pub fn load(runtime: Runtime, dir: &Path) -> Result<Self, ToolkitError> {
+        Ok(SalientMasks { model: OnnxModel::load(runtime, &dir.join(ISNET_FILE), InputShape::Fixed(&[1, 3, INPUT as usize, INPUT as usize]))? })
     }
 
     /// The probability map over exactly the box's pixel crop.

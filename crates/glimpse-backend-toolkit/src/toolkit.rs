@@ -13,6 +13,7 @@ use crate::classifier::{ClassScore, Classifier};
 use crate::detector::{Detection, Detector};
 use crate::error::ToolkitError;
 use crate::ocr::{self, TextReader};
+use crate::onnx::Runtime;
 use crate::salient::{SalientMasks, ISNET_FILE};
 use crate::task::Task;
 use crate::vocabulary::{Mention, Vocabulary};
@@ -40,24 +41,37 @@ pub struct Toolkit {
     reader: TextReader,
     masks: Option<Arc<SalientMasks>>,
     vocabulary: Vocabulary,
+    runtime: Runtime,
 }
 
 impl Toolkit {
-    /// Loads every model in `dir`; the ISNet mask model is optional (it is fetched at set-up, not committed).
+    /// Loads every model in `dir` on the runtime [`Runtime::choose`] picks.
     pub fn load(dir: &Path) -> Result<Self, ToolkitError> {
+        Toolkit::load_on(Runtime::choose(dir)?, dir)
+    }
+
+    /// Loads every model in `dir` on `runtime`; the ISNet mask model is optional (it is fetched at set-up, not
+    /// committed).
+    pub fn load_on(runtime: Runtime, dir: &Path) -> Result<Self, ToolkitError> {
         let masks = if dir.join(ISNET_FILE).is_file() {
-            Some(Arc::new(SalientMasks::load(dir)?))
+            Some(Arc::new(SalientMasks::load(runtime, dir)?))
         } else {
             tracing::warn!("{} is missing: segmentation masks are off (scripts/toolkit/fetch-isnet.sh fetches it)", dir.join(ISNET_FILE).display());
             None
         };
         Ok(Toolkit {
-            detector: Detector::load(dir)?,
-            classifier: Classifier::load(dir)?,
-            reader: TextReader::load(dir)?,
+            detector: Detector::load(runtime, dir)?,
+            classifier: Classifier::load(runtime, dir)?,
+            reader: TextReader::load(runtime, dir)?,
             masks,
+            runtime,
             vocabulary: Vocabulary::load(&dir.join("vocabulary.json"))?,
         })
+    }
+
+    /// What runs the models.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
     }
 
     pub fn detector(&self) -> &Detector {

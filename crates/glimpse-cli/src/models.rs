@@ -158,7 +158,9 @@ impl FromStr for AliasSpec {
 fn load_mask_model(dir: Option<&PathBuf>) -> anyhow::Result<Option<Arc<dyn MaskModel>>> {
     let Some(dir) = dir else { return Ok(None) };
     if dir.as_os_str() == ISNET_MASKS && !dir.is_dir() {
-        let masks = SalientMasks::load(&glimpse_backend_toolkit::default_model_dir()).context("loading the ISNet mask model")?;
+        let toolkit_dir = glimpse_backend_toolkit::default_model_dir();
+        let runtime = glimpse_backend_toolkit::Runtime::choose(&toolkit_dir).context("choosing the toolkit's runtime")?;
+        let masks = SalientMasks::load(runtime, &toolkit_dir).context("loading the ISNet mask model")?;
         return Ok(Some(Arc::new(masks)));
     }
     let masks = SamMasks::load(dir).map_err(anyhow::Error::msg).context("loading the mask model")?;

@@ -28,7 +28,7 @@ mod webp;
 mod tests;
 
 pub use cache::PixelCache;
-pub use resize::resize_rgb;
+pub use resize::{resize_rgb, resize_rgb_with, Resample};
 pub use sniff::sniff;
 pub use source::ImageSource;
 

@@ -1,5 +1,5 @@
-//! One ONNX model loaded, optimised and made runnable by tract (pure Rust, so the default backend builds
-//! offline with nothing but crates).
+//! One ONNX model loaded, optimised and made runnable by tract (pure Rust: the fallback that needs nothing but
+//! crates).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 
+use super::InputShape;
 use crate::error::ToolkitError;
 
 type Plan = Arc<TypedRunnableModel>;
@@ -14,18 +15,8 @@ type Plan = Arc<TypedRunnableModel>;
 /// Plans kept for a model planned per input size; past this many the cache starts over.
 const MAX_PLANS: usize = 32;
 
-/// The input shape a model is planned for.
-pub(crate) enum InputShape<'a> {
-    /// One size: tract plans every buffer ahead.
-    Fixed(&'a [usize]),
-    /// The file's own (symbolic) sizes, planned once.
-    FromFile,
-    /// A plan per input size, made on first use: for graphs whose skip connections tract cannot prove to line
-    /// up for symbolic sizes (PP-OCR's DBNet detector).
-    PerSize,
-}
 
-pub(crate) struct OnnxModel {
+pub(crate) struct Model {
     /// The file's name, for error messages.
     name: String,
     /// The one plan, or the parsed graph that per-size plans are made from.
@@ -38,13 +29,10 @@ fn load_failure(path: &Path) -> impl Fn(TractError) -> ToolkitError + '_ {
     move |e| ToolkitError::Load { file: path.display().to_string(), reason: format!("{e:#}") }
 }
 
-impl OnnxModel {
+impl Model {
     /// Loads `path` with the first input (f32) of shape `input`.
     pub fn load(path: &Path, input: InputShape) -> Result<Self, ToolkitError> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !path.is_file() {
-            return Err(ToolkitError::Missing(path.display().to_string()));
-        }
+        let name = super::file_name(path);
         let fail = load_failure(path);
         let model = tract_onnx::onnx().model_for_path(path).map_err(&fail)?;
         let (plan, source) = match input {
@@ -52,7 +40,7 @@ impl OnnxModel {
             InputShape::FromFile => (Some(plan(model, None).map_err(&fail)?), None),
             InputShape::PerSize => (None, Some(model)),
         };
-        Ok(OnnxModel { name, plan, source, plans: Mutex::new(HashMap::new()) })
+        Ok(Model { name, plan, source, plans: Mutex::new(HashMap::new()) })
     }
 
     fn failure(&self, e: TractError) -> ToolkitError {
