@@ -20,6 +20,18 @@ const NMS_IOU: f32 = 0.5;
 /// same box: boxes of any class overlapping more than this keep only the best-scored label.
 const CROSS_CLASS_IOU: f32 = 0.8;
 
+/// A box covering at least this share of the picture...
+const FULL_FRAME: f32 = 0.9;
+/// ...is kept only with at least this score: on a close-up or a texture the detector's weak guesses cover the
+/// whole frame (a medical close-up came back as a full-frame "umbrella"), while an object that really fills the
+/// picture is seen with more confidence.
+const FULL_FRAME_MIN_SCORE: f32 = 0.5;
+
+/// Whether `d` is a weak guess spread over the whole `w`×`h` picture ([`FULL_FRAME`]).
+fn unsure_full_frame(d: &Detection, w: u32, h: u32) -> bool {
+    d.bbox.area() >= FULL_FRAME * w as f32 * h as f32 && d.score < FULL_FRAME_MIN_SCORE
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
     /// Index into the COCO-80 names.
@@ -49,7 +61,9 @@ impl Detector {
     pub fn detect(&self, image: &DynamicImage, min_score: f32) -> Result<Vec<Detection>, ToolkitError> {
         let found = self.raw_detections(image, min_score)?;
         let per_class = non_max_suppression(found, NMS_IOU, |d| (d.class, d.score, d.bbox));
-        Ok(non_max_suppression(per_class, CROSS_CLASS_IOU, |d| (0, d.score, d.bbox)))
+        let mut kept = non_max_suppression(per_class, CROSS_CLASS_IOU, |d| (0, d.score, d.bbox));
+        kept.retain(|d| !unsure_full_frame(d, image.width(), image.height()));
+        Ok(kept)
     }
 
     /// The graph's own decoded boxes scoring at least `min_score`, in its order, before any suppression.
@@ -72,5 +86,20 @@ impl Detector {
             found.push(Detection { class, label: self.names[class].clone(), score, bbox });
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_full_frame_guesses_are_dropped() {
+        let at = |score: f32, bbox: PixelBox| Detection { class: 25, label: "umbrella".into(), score, bbox };
+        let whole = PixelBox { x0: 0.0, y0: 0.0, x1: 640.0, y1: 480.0 };
+        let half = PixelBox { x0: 0.0, y0: 0.0, x1: 320.0, y1: 480.0 };
+        assert!(unsure_full_frame(&at(0.31, whole), 640, 480));
+        assert!(!unsure_full_frame(&at(0.8, whole), 640, 480));
+        assert!(!unsure_full_frame(&at(0.31, half), 640, 480));
     }
 }

@@ -113,6 +113,38 @@ fn ocr_reads_a_rendered_line_exactly() {
     }
 }
 
+/// The rendered line cut tight around its ink (no margin: the detector needs one, the reader adds it), turned by
+/// 4° (read from a turned crop, not an axis-aligned box that takes in the neighbours), and seven of them stacked
+/// as a page (every line, in order).
+#[test]
+fn ocr_reads_tight_turned_and_stacked_lines() {
+    let line = image::open(root().join("fixtures/images/ocr_line.png")).expect("ocr_line.png").to_rgb8();
+    let ink: Vec<(u32, u32)> = line.enumerate_pixels().filter(|(_, _, p)| p.0.iter().all(|&c| c < 128)).map(|(x, y, _)| (x, y)).collect();
+    let (x0, y0) = (ink.iter().map(|p| p.0).min().expect("ink"), ink.iter().map(|p| p.1).min().expect("ink"));
+    let (x1, y1) = (ink.iter().map(|p| p.0).max().expect("ink") + 1, ink.iter().map(|p| p.1).max().expect("ink") + 1);
+    let tight = image::imageops::crop_imm(&line, x0, y0, x1 - x0, y1 - y0).to_image();
+    let mut canvas = image::RgbImage::from_pixel(line.width() + 80, line.height() + 80, image::Rgb([255, 255, 255]));
+    image::imageops::replace(&mut canvas, &line, 40, 40);
+    let turned = imageproc::geometric_transformations::rotate_about_center(
+        &canvas,
+        4f32.to_radians(),
+        imageproc::geometric_transformations::Interpolation::Bilinear,
+        image::Rgb([255, 255, 255]),
+    );
+    let mut page = image::RgbImage::from_pixel(line.width(), line.height() * 7, image::Rgb([255, 255, 255]));
+    for i in 0..7 {
+        image::imageops::replace(&mut page, &line, 0, (i * line.height()) as i64);
+    }
+    for toolkit in toolkits() {
+        for (what, image) in [("tight", tight.clone()), ("turned", turned.clone())] {
+            let lines = toolkit.reader().read(&DynamicImage::ImageRgb8(image)).expect("reads");
+            assert_eq!(glimpse_backend_toolkit::ocr::as_text(&lines), "Glimpse reads 42 words", "{:?} {what}: {lines:?}", toolkit.runtime());
+        }
+        let lines = toolkit.reader().read(&DynamicImage::ImageRgb8(page.clone())).expect("reads");
+        assert_eq!(glimpse_backend_toolkit::ocr::as_text(&lines), vec!["Glimpse reads 42 words"; 7].join("\n"), "{:?}", toolkit.runtime());
+    }
+}
+
 /// The ISNet mask of a hand-checked box covers the object: its foreground's bounding box matches the hand box,
 /// and it is not the whole box (the background around the person is left out).
 #[test]
