@@ -28,7 +28,7 @@ const DET_MIN_SIDE: f32 = 64.0;
 /// this border in its edge colour: DBNet finds no text that touches the input's edge, as a tightly cropped line
 /// does. Larger pictures go without: there the border's seam is read as text more often than it helps (the
 /// darknet photos took 1.7× as long to read with it).
-const DET_MARGIN: u32 = 32;
+const DET_MARGIN: u32 = 16;
 const MARGIN_BELOW: f32 = 256.0;
 /// Map pixels above this are text (`det_db_thresh`).
 const DET_PIXEL_THRESHOLD: f32 = 0.3;

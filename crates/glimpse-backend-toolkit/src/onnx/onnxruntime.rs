@@ -65,13 +65,14 @@ impl Model {
             fixed_dimensions: Vec::new(),
             idle: Mutex::new(Vec::new()),
         };
-        let first = model.session().map_err(fail)?;
+        let mut first = model.session().map_err(&fail)?;
         if let InputShape::Fixed(shape) = input {
             model.fixed_dimensions = free_dimensions(&first, shape);
+            if !model.fixed_dimensions.is_empty() {
+                first = model.session().map_err(&fail)?;
+            }
         }
-        if model.fixed_dimensions.is_empty() {
-            model.give_back(first);
-        }
+        model.give_back(first);
         Ok(model)
     }
 

@@ -15,7 +15,6 @@ type Plan = Arc<TypedRunnableModel>;
 /// Plans kept for a model planned per input size; past this many the cache starts over.
 const MAX_PLANS: usize = 32;
 
-
 pub(crate) struct Model {
     /// The file's name, for error messages.
     name: String,
