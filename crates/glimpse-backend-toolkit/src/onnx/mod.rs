@@ -15,7 +15,6 @@ use tract_onnx::prelude::tract_ndarray::ArrayD;
 
 use crate::error::ToolkitError;
 
-
 /// Chooses the runtime: `auto` (the default), `onnxruntime` or `tract`.
 pub const RUNTIME_ENV: &str = "GLIMPSE_TOOLKIT_RUNTIME";
 /// The ONNX Runtime library to load, instead of `onnxruntime/libonnxruntime.so` in the toolkit's folder.
