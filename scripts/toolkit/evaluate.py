@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 import tarfile
 import urllib.parse
@@ -137,12 +136,6 @@ def fetch() -> None:
     print(CACHE / "manifest.json")
 
 
-def iou(a: list[float], b: list[float]) -> float:
-    ix, iy = max(0.0, min(a[2], b[2]) - max(a[0], b[0])), max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
-
-
 def edit_distance(a: str, b: str) -> int:
     previous = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
@@ -182,6 +175,12 @@ def overlap(a: list[float], b: list[float]) -> float:
 
 def area(a: list[float]) -> float:
     return max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    shared = overlap(a, b)
+    union = area(a) + area(b) - shared
+    return shared / union if union > 0 else 0.0
 
 
 def page_errors(lines: list[dict], found: list[dict]) -> tuple[int, int, int]:

@@ -81,27 +81,8 @@ def nanodet(session, names: list[str], path: str) -> tuple[list[dict], tuple[int
     return suppress(found), (w, h)
 
 
-def ensure_env() -> None:
-    """Re-runs this script in prepare_models.py's venv unless TensorFlow's converter is importable here."""
-    try:
-        import onnxruntime  # noqa: F401
-        import PIL  # noqa: F401
-        import tf2onnx  # noqa: F401
-        return
-    except ImportError:
-        pass
-    venv = os.path.expanduser("~/.cache/glimpse/toolkit-venv")
-    python = os.path.join(venv, "bin", "python")
-    if os.environ.get("GLIMPSE_TOOLKIT_VENV_ACTIVE"):
-        sys.exit(f"the venv at {venv} lacks a requirement; delete it and re-run")
-    if not os.path.exists(python):
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([python, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + prepare_models.REQUIREMENTS)
-    os.execve(python, [python, os.path.abspath(__file__)] + sys.argv[1:], dict(os.environ, GLIMPSE_TOOLKIT_VENV_ACTIVE="1"))
-
-
 def main() -> None:
-    ensure_env()
+    prepare_models.ensure_env(os.path.expanduser("~/.cache/glimpse/toolkit-venv"), os.path.abspath(__file__))
     import onnxruntime as ort
 
     truth = json.loads((evaluate.CACHE / "truth.json").read_text())

@@ -77,7 +77,9 @@ os.environ.update({k: os.environ.get(k, v) for k, v in THREAD_ENV.items()})
 # bootstrap
 
 
-def ensure_env(venv):
+def ensure_env(venv, script=os.path.abspath(__file__)):
+    """Returns when the requirements are importable; otherwise creates VENV, installs them and re-runs SCRIPT
+    (this one, or a script that imports this module) there with the same arguments."""
     try:
         import numpy  # noqa: F401
         import onnx  # noqa: F401
@@ -96,7 +98,7 @@ def ensure_env(venv):
     print("pip install " + " ".join(REQUIREMENTS), flush=True)
     subprocess.check_call([py, "-m", "pip", "install", "-q", "--disable-pip-version-check"] + REQUIREMENTS)
     env = dict(os.environ, GLIMPSE_TOOLKIT_VENV_ACTIVE="1")
-    os.execve(py, [py, os.path.abspath(__file__)] + sys.argv[1:], env)
+    os.execve(py, [py, script] + sys.argv[1:], env)
 
 
 # --------------------------------------------------------------------------------------------------

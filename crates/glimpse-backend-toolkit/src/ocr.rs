@@ -79,10 +79,10 @@ impl TextReader {
     pub fn read(&self, image: &DynamicImage) -> Result<Vec<TextLine>, ToolkitError> {
         let mut lines = Vec::new();
         let pixels = rgb(image);
-        for found in self.find_text(image)? {
+        for found in self.find_text(&pixels)? {
             let line = match found.slant {
-                Some(corners) => crop_turned(&pixels, corners).unwrap_or_else(|| crop(image, found.bbox)),
-                None => crop(image, found.bbox),
+                Some(corners) => crop_turned(&pixels, corners).unwrap_or_else(|| crop(&pixels, found.bbox)),
+                None => crop(&pixels, found.bbox),
             };
             let (text, score) = self.read_line(line)?;
             if score >= REC_MIN_SCORE && !text.trim().is_empty() {
@@ -107,13 +107,13 @@ impl TextReader {
     }
 
     /// Text boxes in pixels of `image`.
-    fn find_text(&self, image: &DynamicImage) -> Result<Vec<TextBox>, ToolkitError> {
+    fn find_text(&self, image: &RgbImage) -> Result<Vec<TextBox>, ToolkitError> {
         let (w, h) = (image.width(), image.height());
         let scale = detector_scale(w, h);
         let side = |v: u32| (((v as f32 * scale) / 32.0).round() as u32).max(1) * 32;
         let (iw, ih) = (side(w), side(h));
         let margin = if (iw.min(ih) as f32) < MARGIN_BELOW { DET_MARGIN } else { 0 };
-        let resized = bilinear(&rgb(image), iw, ih);
+        let resized = bilinear(image, iw, ih);
         let input = if margin == 0 {
             resized
         } else {
@@ -311,7 +311,8 @@ fn crop_turned(image: &RgbImage, corners: [(f32, f32); 4]) -> Option<RgbImage> {
     Some(out)
 }
 
-/// The detector's scale for a `w`×`h` image ([`DET_MAX_SIDE`], [`DET_MIN_SIDE`]).
+/// The detector's scale for a `w`×`h` image ([`DET_MAX_SIDE`], [`DET_MIN_SIDE`]); raising a very thin picture's
+/// shorter side stops where its longer side reaches twice [`DET_MAX_SIDE`].
 fn detector_scale(w: u32, h: u32) -> f32 {
     let (long, short) = (w.max(h).max(1) as f32, w.min(h).max(1) as f32);
     (DET_MAX_SIDE / long).min(1.0).max(DET_MIN_SIDE / short).min(2.0 * DET_MAX_SIDE / long)
@@ -335,10 +336,10 @@ fn read_dictionary(path: &Path) -> Result<Vec<String>, ToolkitError> {
     Ok(text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 
-fn crop(image: &DynamicImage, b: PixelBox) -> RgbImage {
+fn crop(image: &RgbImage, b: PixelBox) -> RgbImage {
     let (x0, y0) = (b.x0.floor() as u32, b.y0.floor() as u32);
     let (x1, y1) = ((b.x1.ceil() as u32).min(image.width()), (b.y1.ceil() as u32).min(image.height()));
-    image.crop_imm(x0, y0, (x1.saturating_sub(x0)).max(1), (y1.saturating_sub(y0)).max(1)).to_rgb8()
+    image::imageops::crop_imm(image, x0, y0, (x1.saturating_sub(x0)).max(1), (y1.saturating_sub(y0)).max(1)).to_image()
 }
 
 /// Two text boxes are on one row of the picture when their vertical centres are within half the taller one's
