@@ -269,9 +269,9 @@ impl Attention {
     fn forward(&self, xs: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let (b_sz, q_len, _) = xs.dims3()?;
 
-        let mut q = self.q_proj.forward(xs)?;
-        let mut k = self.k_proj.forward(xs)?;
-        let mut v = self.v_proj.forward(xs)?;
+        let mut q = crate::cpu_kernels::linear(&*self.q_proj, xs)?;
+        let mut k = crate::cpu_kernels::linear(&*self.k_proj, xs)?;
+        let mut v = crate::cpu_kernels::linear(&*self.v_proj, xs)?;
 
         q = q
             .reshape((b_sz, q_len, self.num_heads, self.head_dim))?
@@ -307,11 +307,11 @@ impl Attention {
             &sdpa_params,
         )?;
 
-        self.o_proj.forward(&attn_weights.transpose(1, 2)?.reshape((
-            b_sz,
-            q_len,
-            self.embed_dim,
-        ))?)
+        // Glimpse patch: the biases added on every core (`cpu_kernels::linear`, the same sums).
+        crate::cpu_kernels::linear(
+            &*self.o_proj,
+            &attn_weights.transpose(1, 2)?.reshape((b_sz, q_len, self.embed_dim))?,
+        )
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {
@@ -354,9 +354,10 @@ impl VisionMLP {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.fc1.forward(x)?;
+        // Glimpse patch: `cpu_kernels::linear` adds the biases on every core (the same sums).
+        let mut x = crate::cpu_kernels::linear(&*self.fc1, x)?;
         x = self.activation.forward(&x)?;
-        self.fc2.forward(&x)
+        crate::cpu_kernels::linear(&*self.fc2, &x)
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {

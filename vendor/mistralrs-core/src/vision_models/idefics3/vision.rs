@@ -271,9 +271,9 @@ impl Attention {
     fn forward(&self, xs: &Tensor, attention_mask: Option<&Tensor>) -> Result<Tensor> {
         let (b_sz, q_len, _) = xs.dims3()?;
 
-        let mut q = self.q_proj.forward_autocast(xs)?;
-        let mut k = self.k_proj.forward_autocast(xs)?;
-        let mut v = self.v_proj.forward_autocast(xs)?;
+        let mut q = crate::cpu_kernels::linear(&*self.q_proj, xs)?;
+        let mut k = crate::cpu_kernels::linear(&*self.k_proj, xs)?;
+        let mut v = crate::cpu_kernels::linear(&*self.v_proj, xs)?;
 
         q = q
             .reshape((b_sz, q_len, self.num_heads, self.head_dim))?
@@ -296,12 +296,11 @@ impl Attention {
             &self.sdpa_params,
         )?;
 
-        self.o_proj
-            .forward_autocast(&attn_output.transpose(1, 2)?.reshape((
-                b_sz,
-                q_len,
-                self.embed_dim,
-            ))?)
+        // Glimpse patch: `cpu_kernels::linear` adds the biases on every core (the same sums).
+        crate::cpu_kernels::linear(
+            &*self.o_proj,
+            &attn_output.transpose(1, 2)?.reshape((b_sz, q_len, self.embed_dim))?,
+        )
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {
@@ -344,9 +343,9 @@ impl VisionMLP {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.fc1.forward_autocast(x)?;
+        let mut x = crate::cpu_kernels::linear(&*self.fc1, x)?;
         x = self.activation.forward(&x)?;
-        self.fc2.forward_autocast(&x)
+        crate::cpu_kernels::linear(&*self.fc2, &x)
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {
@@ -475,7 +474,11 @@ impl Idefics3VisionTransformer {
             .embeddings
             .forward(pixel_values, &patch_attention_mask)?;
 
-        let attention_mask = if attention_mask.is_none() {
+        // Glimpse patch: no mask when every patch is real (every tile of a resized image), as transformers'
+        // `Idefics3VisionTransformer` does; the all-zero mask it replaced was built per tile (12 heads × 1,024²)
+        // and converted again in every layer's attention, one thread doing it while the other waited.
+        let every_patch_real = patch_attention_mask.flatten_all()?.to_dtype(DType::U8)?.min(0)?.to_scalar::<u8>()? != 0;
+        let attention_mask = if attention_mask.is_none() || every_patch_real {
             None
         } else {
             let mask = patch_attention_mask

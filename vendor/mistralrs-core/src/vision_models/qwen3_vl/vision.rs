@@ -92,9 +92,11 @@ impl VisionMlp {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = self.fc1.forward(xs)?;
+        // Glimpse patch: here and in the attention and merger, `cpu_kernels::linear_nn` adds the biases on every
+        // core (the same sums).
+        let xs = crate::cpu_kernels::linear_nn(&self.fc1, xs)?;
         let xs = xs.apply(&self.act)?;
-        self.fc2.forward(&xs)
+        crate::cpu_kernels::linear_nn(&self.fc2, &xs)
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {
@@ -151,7 +153,7 @@ impl VisionAttention {
         sin: &Tensor,
     ) -> Result<Tensor> {
         let seq_len = xs.dim(0)?;
-        let hidden_states = self.qkv.forward(xs)?;
+        let hidden_states = crate::cpu_kernels::linear_nn(&self.qkv, xs)?;
         let qkv = hidden_states
             .reshape((seq_len, 3, self.num_heads, self.head_dim))?
             .permute((1, 0, 2, 3))?;
@@ -204,7 +206,7 @@ impl VisionAttention {
             outputs.push(chunk_out.to_dtype(xs.dtype())?);
         }
         let attn_output = Tensor::cat(&outputs, 0)?;
-        self.proj.forward(&attn_output)
+        crate::cpu_kernels::linear_nn(&self.proj, &attn_output)
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {
@@ -321,9 +323,9 @@ impl PatchMerger {
         } else {
             normed.reshape((grouped, self.merged_hidden_size))?
         };
-        let xs = self.fc1.forward(&reshaped)?;
+        let xs = crate::cpu_kernels::linear_nn(&self.fc1, &reshaped)?;
         let xs = xs.gelu()?;
-        self.fc2.forward(&xs)
+        crate::cpu_kernels::linear_nn(&self.fc2, &xs)
     }
 
     fn residual_tensors(&self) -> Vec<(String, Tensor)> {
