@@ -15,7 +15,10 @@ mmproj.gguf -t THREADS -np 4` (GGUF from llama.cpp's own converter), OpenAI chat
 Usage: models.py GLIMPSE_BIN MODEL_DIR PHOTO THREADS [--isq Q]... [--llama-server BIN --gguf DIR...]
        -> one JSON object on stdout (a --gguf folder is named MODEL-TYPE: llama.cpp at TYPE is compared with
        Glimpse at the same --isq, f32 with f32)
-       models.py --report RESULT.json... -> the README's table
+       models.py --report RESULT.json... -> the README's table (and a line per --interleaved-ttft result)
+       models.py --interleaved-ttft GLIMPSE_BIN MODEL_DIR PHOTO THREADS ROUNDS -> first token for the photo,
+       Glimpse and transformers taking turns in one process (the machine's speed drifts by 10-15% over the
+       minutes between the table's runs), medians and their ratio as one JSON object
 """
 import argparse
 import base64
@@ -90,7 +93,10 @@ def served(args: list[str], ready_url: str, env: dict | None = None):
 # ---------------------------------------------------------------------------------------------------------------
 # Glimpse
 # ---------------------------------------------------------------------------------------------------------------
-def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None) -> dict:
+@contextmanager
+def glimpse_served(binary: str, model: Path, photo: Path, threads: int, isq: str | None):
+    """`glimpse serve` on the model (caches off, as transformers has none): yields (process, load seconds, the photo
+    as a Gemini part, ask(parts, tokens) -> usageMetadata)."""
     port = free_port()
     args = [binary, "serve", "--port", str(port), "--data-dir", tempfile.mkdtemp(prefix="glimpse-bench-"),
             "--model", str(model), "--image-cache-bytes", "0", "--encoder-cache-bytes", "0", "--prefix-cache-entries", "0",
@@ -99,7 +105,7 @@ def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None
         args += ["--isq", isq]
     env = dict(os.environ, RUST_LOG="warn", RAYON_NUM_THREADS=str(threads))
     base = f"http://127.0.0.1:{port}"
-    with served(args, f"{base}/readyz", env) as (server, client, load_s), PeakRss(server.pid) as rss:
+    with served(args, f"{base}/readyz", env) as (server, client, load_s):
         image = {"inline_data": {"mime_type": "image/jpeg", "data": base64.b64encode(photo.read_bytes()).decode()}}
         url = f"{base}/v1beta/models/{model.name}:generateContent"
 
@@ -112,6 +118,11 @@ def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None
             assert usage["candidatesTokenCount"] == tokens, usage
             return usage
 
+        yield server, load_s, image, ask
+
+
+def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None) -> dict:
+    with glimpse_served(binary, model, photo, threads, isq) as (server, load_s, image, ask), PeakRss(server.pid) as rss:
         usage = []
         result = measure(lambda: usage.append(ask([image, {"text": PHOTO_PROMPT}], 1)),
                          lambda: ask([{"text": TEXT_PROMPT}], NEW_TOKENS))
@@ -122,7 +133,9 @@ def glimpse(binary: str, model: Path, photo: Path, threads: int, isq: str | None
 # ---------------------------------------------------------------------------------------------------------------
 # transformers (run in a child process: `models.py --transformers-child ...`)
 # ---------------------------------------------------------------------------------------------------------------
-def transformers_child(model: Path, photo: Path, threads: int) -> dict:
+def transformers_loaded(model: Path, photo: Path, threads: int):
+    """The checkpoint in transformers (f32, SDPA, `threads` threads): (load seconds, photo_inputs(),
+    text_inputs(n), generate(inputs, tokens))."""
     import torch
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -152,6 +165,11 @@ def transformers_child(model: Path, photo: Path, threads: int) -> dict:
             out = net.generate(**inputs, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens)
         assert out.shape[1] - inputs["input_ids"].shape[1] == tokens
 
+    return load_s, photo_inputs, text_inputs, generate
+
+
+def transformers_child(model: Path, photo: Path, threads: int) -> dict:
+    load_s, photo_inputs, text_inputs, generate = transformers_loaded(model, photo, threads)
     with PeakRss(os.getpid()) as rss:
         prompt_tokens = int(photo_inputs()["input_ids"].shape[1])  # the processor only
         ttft = min(timed(lambda: generate(photo_inputs(), 1)) for _ in range(2))
@@ -205,8 +223,10 @@ def report(files: list[Path]) -> None:
     print("| model | engine | load s | memory loaded / peak | photo prompt tokens | first token s "
           "| decode tok/s: 1 / 4 concurrent | vs transformers: first token, decode | vs llama.cpp: first token, decode |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for file in files:
-        result = json.loads(file.read_text())
+    results = [json.loads(file.read_text()) for file in files]
+    for result in results:
+        if "runs" not in result:
+            continue
         runs = result["runs"]
         ref = next((r for r in runs if r["engine"].startswith("transformers")), None)
         peers = {r["engine"].split()[-1].split("-")[-1]: r for r in runs if r["engine"].startswith("llama.cpp")}
@@ -220,11 +240,38 @@ def report(files: list[Path]) -> None:
             print(f"| {result['model']} | {r['engine']} | {r['load_s']:.1f} | {r['rss_loaded_mb'] / 1024:.2f} / "
                   f"{r['rss_peak_mb'] / 1024:.2f} GB | {r['prompt_tokens']} | {r['ttft_s']:.2f} | "
                   f"{r['text_1_tok_s']:.1f} / {r['text_4_tok_s']:.1f} | {vs_hf} | {vs_llama} |")
+    for result in (r for r in results if "median_s" in r):
+        median = result["median_s"]
+        print(f"{result['model']}: first token with the engines taking turns ({result['rounds']} each, medians): "
+              f"glimpse {median['glimpse']:.2f} s, transformers {median['transformers']:.2f} s: "
+              f"{result['glimpse_vs_transformers']:.2f}x")
+
+
+def interleaved_ttft(binary: str, model: Path, photo: Path, threads: int, rounds: int) -> dict:
+    """Time to first token for the photo, Glimpse and transformers taking turns (`rounds` each, after one warm-up
+    each), so that a machine whose speed drifts over minutes treats both alike: medians and their ratio."""
+    _, photo_inputs, _, generate = transformers_loaded(model, photo, threads)
+    times = {"glimpse": [], "transformers": []}
+    with glimpse_served(binary, model, photo, threads, None) as (_, _, image, ask):
+        glimpse_once = lambda: ask([image, {"text": PHOTO_PROMPT}], 1)
+        transformers_once = lambda: generate(photo_inputs(), 1)
+        glimpse_once(), transformers_once()
+        for _ in range(rounds):
+            times["glimpse"].append(timed(glimpse_once))
+            times["transformers"].append(timed(transformers_once))
+            print(json.dumps({k: round(v[-1], 2) for k, v in times.items()}), file=sys.stderr)
+    median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {"model": model.name, "rounds": rounds, "ttft_s": times, "median_s": median,
+            "glimpse_vs_transformers": median["transformers"] / median["glimpse"]}
 
 
 def main() -> None:
     if sys.argv[1] == "--transformers-child":
         print(json.dumps(transformers_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+        return
+    if sys.argv[1] == "--interleaved-ttft":
+        binary, model, photo, threads, rounds = sys.argv[2:7]
+        print(json.dumps(interleaved_ttft(binary, Path(model), Path(photo), int(threads), int(rounds))))
         return
     if sys.argv[1] == "--report":
         report([Path(f) for f in sys.argv[2:]])

@@ -7,7 +7,9 @@
 # Prints the README's table; the JSON goes to out/bench-models/.
 # Takes about 15 minutes per small model and an hour for Qwen2.5-VL-3B on 2 cores (24 GB of memory needed for it).
 # Usage: scripts/bench/models.sh [MODEL...]   (default: smolvlm-256m qwen2_5_vl-3b; any folder of
-#        scripts/models/configs). ISQ="q8_0 q4k" and GGUF_TYPES="f32 q8_0" (the defaults) choose the quantised runs.
+#        scripts/models/configs). ISQ="q8_0 q4k" and GGUF_TYPES="f32 q8_0" (the defaults) choose the quantised runs;
+#        TTFT_ROUNDS=3 (the default; 0 skips it) times the photo's first token again with Glimpse and transformers
+#        taking turns, both loaded at once (the machine's speed drifts between the table's runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup-deps.sh >/dev/null
@@ -45,8 +47,15 @@ for model in "${models[@]}"; do
   echo "== $model: timing" >&2
   $py scripts/bench/models.py target/debug/glimpse "$cache/$model" "$out/images/photo-1024x768.jpg" "$threads" \
     $(for q in ${ISQ-q8_0 q4k}; do echo --isq "$q"; done) --llama-server "$server" "${ggufs[@]}" > "$out/$model.json"
+  rm -f "$out/$model-ttft.json"
+  if [ "${TTFT_ROUNDS:-3}" -gt 0 ]; then
+    echo "== $model: first token, Glimpse and transformers taking turns" >&2
+    $py scripts/bench/models.py --interleaved-ttft target/debug/glimpse "$cache/$model" "$out/images/photo-1024x768.jpg" \
+      "$threads" "${TTFT_ROUNDS:-3}" > "$out/$model-ttft.json"
+  fi
 done
 files=()
 for model in "${models[@]}"; do files+=("$out/$model.json"); done
+for model in "${models[@]}"; do [ ! -s "$out/$model-ttft.json" ] || files+=("$out/$model-ttft.json"); done
 $py scripts/bench/models.py --report "${files[@]}"
 echo "(machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $threads threads)"

@@ -1,10 +1,12 @@
 //! The vendored engine's CPU kernels (`mistralrs_core::cpu_kernels`, vendor/README.md fourteenth change) against
-//! what they replace: libm's `expf`, candle's tanh GELU, and candle's mask add + softmax over the last dimension.
+//! what they replace: libm's `expf`, candle's tanh GELU, candle's mask add + softmax over the last dimension, and
+//! the linear layers' bias add (seventeenth change).
 //! The model-level parity tests (`parity.rs`) run through them too; these pin each kernel on its own, including the
 //! edges a model rarely reaches (masked and fully masked rows, saturated GELU inputs).
 
 use candle_core::{DType, Device, Tensor, D};
-use mistralrs_core::cpu_kernels::{exp, gelu_tanh, mask_for_rows, MaskedSoftmax};
+use mistralrs_core::cpu_kernels::{exp, gelu_tanh, linear, linear_nn, mask_for_rows, MaskedSoftmax};
+use mistralrs_quant::{QuantMethod, QuantMethodConfig, UnquantLinear};
 
 #[test]
 fn exp_is_within_2e_7_of_libm_and_zero_below_the_normal_range() {
@@ -71,4 +73,28 @@ fn a_fully_masked_row_gets_no_weight() {
         .unwrap();
     scores.inplace_op1(&MaskedSoftmax { dims: (1, 1, 2, 4), mask: Some(mask_for_rows(&mask, 2, 4).unwrap()) }).unwrap();
     assert_eq!(scores.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn linear_layers_give_the_same_bits_as_their_own_forward() {
+    let cpu = &Device::Cpu;
+    let (w, b) = (Tensor::randn(0f32, 1.0, (48, 32), cpu).unwrap(), Tensor::randn(0f32, 1.0, 48, cpu).unwrap());
+    let nn = candle_nn::Linear::new(w.clone(), Some(b.clone()));
+    let quant = UnquantLinear::new(QuantMethodConfig::Unquantized(nn.clone())).unwrap();
+    // Rank 2, 3 and 4 inputs, as the vision towers pass them, with enough rows to split over the pool.
+    for shape in [vec![700, 32], vec![2, 700, 32], vec![2, 3, 50, 32]] {
+        let xs = Tensor::randn(0f32, 1.0, shape.as_slice(), cpu).unwrap();
+        let want = candle_nn::Module::forward(&nn, &xs).unwrap();
+        for got in [linear_nn(&nn, &xs).unwrap(), linear(&quant, &xs).unwrap()] {
+            assert_eq!(got.dims(), want.dims());
+            let (got, want) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "shape {shape:?}");
+        }
+    }
+    // Not its case (another dtype, no bias): through the layer as before.
+    let xs = Tensor::randn(0f32, 1.0, (5, 32), cpu).unwrap();
+    let f64_layer = candle_nn::Linear::new(w.to_dtype(DType::F64).unwrap(), Some(b.to_dtype(DType::F64).unwrap()));
+    assert_eq!(linear_nn(&f64_layer, &xs.to_dtype(DType::F64).unwrap()).unwrap().dtype(), DType::F64);
+    let no_bias = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, None))).unwrap();
+    assert_eq!(linear(&no_bias, &xs).unwrap().to_vec2::<f32>().unwrap(), no_bias.forward(&xs).unwrap().to_vec2::<f32>().unwrap());
 }
