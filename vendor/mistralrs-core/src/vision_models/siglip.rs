@@ -307,7 +307,8 @@ impl Attention {
             &sdpa_params,
         )?;
 
-        // Glimpse patch: the biases added on every core (`cpu_kernels::linear`, the same sums).
+        // Glimpse patch: the biases added on every core (`cpu_kernels::linear`, the same sums; for these
+        // unquantized layers its `forward_autocast` fallback is the `forward` called here before).
         crate::cpu_kernels::linear(
             &*self.o_proj,
             &attn_weights.transpose(1, 2)?.reshape((b_sz, q_len, self.embed_dim))?,
