@@ -16,9 +16,10 @@ Usage: models.py GLIMPSE_BIN MODEL_DIR PHOTO THREADS [--isq Q]... [--llama-serve
        -> one JSON object on stdout (a --gguf folder is named MODEL-TYPE: llama.cpp at TYPE is compared with
        Glimpse at the same --isq, f32 with f32)
        models.py --report RESULT.json... -> the README's table (and a line per --interleaved-ttft result)
-       models.py --interleaved-ttft GLIMPSE_BIN MODEL_DIR PHOTO THREADS ROUNDS -> first token for the photo,
+       models.py --interleaved-ttft GLIMPSE_BIN MODEL_DIR PHOTO THREADS ROUNDS TABLE.json -> first token for the photo,
        Glimpse and transformers taking turns in one process (the machine's speed drifts by 10-15% over the
-       minutes between the table's runs), medians and their ratio as one JSON object
+       minutes between the table's runs), medians and their ratio as one JSON object; nothing when the two
+       engines' peaks in TABLE.json (this model's table run) add up to more than the memory available now
 """
 import argparse
 import base64
@@ -247,6 +248,12 @@ def report(files: list[Path]) -> None:
               f"{result['glimpse_vs_transformers']:.2f}x")
 
 
+def available_mb() -> float:
+    """The machine's available memory now (MemAvailable), in MiB."""
+    line = next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemAvailable:"))
+    return int(line.split()[1]) / 1024
+
+
 def interleaved_ttft(binary: str, model: Path, photo: Path, threads: int, rounds: int) -> dict:
     """Time to first token for the photo, Glimpse and transformers taking turns (`rounds` each, after one warm-up
     each), so that a machine whose speed drifts over minutes treats both alike: medians and their ratio."""
@@ -270,7 +277,13 @@ def main() -> None:
         print(json.dumps(transformers_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
         return
     if sys.argv[1] == "--interleaved-ttft":
-        binary, model, photo, threads, rounds = sys.argv[2:7]
+        binary, model, photo, threads, rounds, table = sys.argv[2:8]
+        runs = {r["engine"]: r for r in json.loads(Path(table).read_text())["runs"]}
+        both_mb = runs["glimpse f32"]["rss_peak_mb"] + runs["transformers f32"]["rss_peak_mb"]
+        if both_mb > available_mb():
+            print(f"{Path(model).name}: not taking turns, both engines need {both_mb / 1024:.1f} GB at once and "
+                  f"{available_mb() / 1024:.1f} GB is available", file=sys.stderr)
+            return
         print(json.dumps(interleaved_ttft(binary, Path(model), Path(photo), int(threads), int(rounds))))
         return
     if sys.argv[1] == "--report":

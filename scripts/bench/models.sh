@@ -9,7 +9,8 @@
 # Usage: scripts/bench/models.sh [MODEL...]   (default: smolvlm-256m qwen2_5_vl-3b; any folder of
 #        scripts/models/configs). ISQ="q8_0 q4k" and GGUF_TYPES="f32 q8_0" (the defaults) choose the quantised runs;
 #        TTFT_ROUNDS=3 (the default; 0 skips it) times the photo's first token again with Glimpse and transformers
-#        taking turns, both loaded at once (the machine's speed drifts between the table's runs).
+#        taking turns, both loaded at once (the machine's speed drifts between the table's runs), where their peaks
+#        fit in the memory available (not Qwen2.5-VL-3B on 24 GB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup-deps.sh >/dev/null
@@ -51,7 +52,7 @@ for model in "${models[@]}"; do
   if [ "${TTFT_ROUNDS:-3}" -gt 0 ]; then
     echo "== $model: first token, Glimpse and transformers taking turns" >&2
     $py scripts/bench/models.py --interleaved-ttft target/debug/glimpse "$cache/$model" "$out/images/photo-1024x768.jpg" \
-      "$threads" "${TTFT_ROUNDS:-3}" > "$out/$model-ttft.json"
+      "$threads" "${TTFT_ROUNDS:-3}" "$out/$model.json" > "$out/$model-ttft.json"
   fi
 done
 files=()
