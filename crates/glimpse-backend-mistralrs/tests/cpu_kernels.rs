@@ -1,11 +1,11 @@
 //! The vendored engine's CPU kernels (`mistralrs_core::cpu_kernels`, vendor/README.md fourteenth change) against
-//! what they replace: libm's `expf`, candle's tanh GELU, candle's mask add + softmax over the last dimension, and
-//! the linear layers' bias add (seventeenth change).
+//! what they replace: libm's `expf`, candle's tanh GELU, the linear layers' bias add (seventeenth change), and the
+//! prompt step's attention as products, mask add and candle's softmax (eighteenth change).
 //! The model-level parity tests (`parity.rs`) run through them too; these pin each kernel on its own, including the
 //! edges a model rarely reaches (masked and fully masked rows, saturated GELU inputs).
 
 use candle_core::{DType, Device, Tensor, D};
-use mistralrs_core::cpu_kernels::{exp, gelu_tanh, linear, linear_nn, mask_for_rows, MaskedSoftmax};
+use mistralrs_core::cpu_kernels::{attention, exp, gelu_tanh, linear, linear_nn, linear_unbiased};
 use mistralrs_quant::{QuantMethod, QuantMethodConfig, UnquantLinear};
 
 #[test]
@@ -36,43 +36,105 @@ fn gelu_matches_candle_including_saturated_inputs() {
     assert!(gelu_tanh(&xs.reshape((80, 100)).unwrap().t().unwrap()).unwrap().is_none());
 }
 
-fn reference_softmax(scores: &Tensor, mask: &Tensor) -> Vec<f32> {
-    let x = scores.broadcast_add(mask).unwrap();
-    let max = x.max_keepdim(D::Minus1).unwrap();
-    let e = x.broadcast_sub(&max).unwrap().exp().unwrap();
-    let sum = e.sum_keepdim(D::Minus1).unwrap();
-    e.broadcast_div(&sum).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+/// Attention as the general path computes it: keys and values repeated per query head, one product for the scores,
+/// the mask added, candle's softmax, a second product.
+fn reference_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64, groups: usize) -> Vec<f32> {
+    let repeat = |x: &Tensor| {
+        let (b, heads, len, d) = x.dims4().unwrap();
+        Tensor::cat(&vec![x; groups], 2).unwrap().reshape((b, heads * groups, len, d)).unwrap()
+    };
+    let (k, v) = (repeat(k), repeat(v));
+    let mut scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap();
+    if let Some(mask) = mask {
+        scores = scores.broadcast_add(mask).unwrap();
+    }
+    let max = scores.max_keepdim(D::Minus1).unwrap();
+    let e = scores.broadcast_sub(&max).unwrap().exp().unwrap();
+    let probs = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
+    probs.matmul(&v.contiguous().unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn fused(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, scale: f64, groups: usize) -> Vec<f32> {
+    let out = attention(q, k, v, mask, scale as f32, groups).unwrap().expect("f32 tensors on the CPU");
+    assert_eq!(out.dims(), q.dims());
+    out.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// (rows, keys) with `-inf` where `masked(row, key)`.
+fn mask_where(rows: usize, keys: usize, masked: impl Fn(usize, usize) -> bool) -> Tensor {
+    let values = (0..rows * keys).map(|i| if masked(i / keys, i % keys) { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(values, (rows, keys), &Device::Cpu).unwrap()
 }
 
 #[test]
-fn masked_softmax_matches_candle_for_each_mask_layout() {
-    let (b, heads, rows, keys) = (2, 3, 5, 37);
-    let scores = Tensor::randn(0f32, 3.0, (b, heads, rows, keys), &Device::Cpu).unwrap();
-    let causal: Vec<f32> =
-        (0..rows * keys).map(|i| if i % keys > i / keys + 30 { f32::NEG_INFINITY } else { 0.0 }).collect();
+fn fused_attention_matches_the_general_path_for_each_mask_layout() {
+    let cpu = &Device::Cpu;
+    // 70 query rows: a block of 64 and a short one; grouped queries (6 heads on 2 key heads); a prompt continuing
+    // after 80 cached keys.
+    let (b, heads, kv_heads, rows, keys, d) = (2, 6, 2, 70, 150, 16);
+    let q = Tensor::randn(0f32, 1.0, (b, heads, rows, d), cpu).unwrap();
+    let k = Tensor::randn(0f32, 1.0, (b, kv_heads, keys, d), cpu).unwrap();
+    let v = Tensor::randn(0f32, 1.0, (b, kv_heads, keys, d), cpu).unwrap();
+    let scale = 0.25;
     let masks = [
-        Tensor::from_vec(causal, (rows, keys), &Device::Cpu).unwrap(),
-        Tensor::randn(0f32, 1.0, (b, rows, keys), &Device::Cpu).unwrap().unsqueeze(1).unwrap(),
-        Tensor::randn(0f32, 1.0, (1, heads, rows, keys), &Device::Cpu).unwrap(),
+        None,
+        Some(mask_where(rows, keys, |r, key| key > r + 80)),
+        // A sliding window of 20: keys masked on both sides.
+        Some(mask_where(rows, keys, |r, key| key > r + 80 || key + 20 < r + 80)),
+        Some(Tensor::randn(0f32, 1.0, (b, rows, keys), cpu).unwrap().unsqueeze(1).unwrap()),
+        Some(Tensor::randn(0f32, 1.0, (1, heads, rows, keys), cpu).unwrap()),
+        // One row for every query (a padding mask).
+        Some(mask_where(1, keys, |_, key| key < 5).reshape((1, 1, 1, keys)).unwrap()),
     ];
     for mask in &masks {
-        let want = reference_softmax(&scores, mask);
-        let got = scores.copy().unwrap();
-        got.inplace_op1(&MaskedSoftmax { dims: (b, heads, rows, keys), mask: Some(mask_for_rows(mask, rows, keys).unwrap()) })
-            .unwrap();
-        for (a, w) in got.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().zip(&want) {
-            assert!((a - w).abs() < 1e-6, "{a} vs {w} (mask {:?})", mask.dims());
+        let want = reference_attention(&q, &k, &v, mask.as_ref(), scale, heads / kv_heads);
+        let got = fused(&q, &k, &v, mask.as_ref(), scale, heads / kv_heads);
+        for (a, w) in got.iter().zip(&want) {
+            assert!((a - w).abs() < 1e-5, "{a} vs {w} (mask {:?})", mask.as_ref().map(|m| m.dims().to_vec()));
         }
     }
 }
 
 #[test]
-fn a_fully_masked_row_gets_no_weight() {
-    let scores = Tensor::ones((1, 1, 2, 4), DType::F32, &Device::Cpu).unwrap();
-    let mask = Tensor::from_vec(vec![0f32, 0.0, 0.0, 0.0, f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], (2, 4), &Device::Cpu)
-        .unwrap();
-    scores.inplace_op1(&MaskedSoftmax { dims: (1, 1, 2, 4), mask: Some(mask_for_rows(&mask, 2, 4).unwrap()) }).unwrap();
-    assert_eq!(scores.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 0.0, 0.0]);
+fn fused_attention_over_many_keys_uses_smaller_blocks_and_agrees() {
+    // 4,000 keys: blocks of 49 rows (the scores of a block stay under 768 KiB).
+    let cpu = &Device::Cpu;
+    let q = Tensor::randn(0f32, 1.0, (1, 2, 100, 8), cpu).unwrap();
+    let k = Tensor::randn(0f32, 1.0, (1, 2, 4000, 8), cpu).unwrap();
+    let v = Tensor::randn(0f32, 1.0, (1, 2, 4000, 8), cpu).unwrap();
+    let mask = mask_where(100, 4000, |r, key| key > r + 3900);
+    let want = reference_attention(&q, &k, &v, Some(&mask), 0.3, 1);
+    for (a, w) in fused(&q, &k, &v, Some(&mask), 0.3, 1).iter().zip(&want) {
+        assert!((a - w).abs() < 1e-5, "{a} vs {w}");
+    }
+}
+
+#[test]
+fn fully_masked_rows_and_blocks_get_no_weight() {
+    let cpu = &Device::Cpu;
+    let (rows, keys, d) = (80, 10, 4);
+    let q = Tensor::ones((1, 1, rows, d), DType::F32, cpu).unwrap();
+    let k = Tensor::ones((1, 1, keys, d), DType::F32, cpu).unwrap();
+    let v = Tensor::arange(0f32, (keys * d) as f32, cpu).unwrap().reshape((1, 1, keys, d)).unwrap();
+    // Row 1 sees nothing; rows 64.. (the whole second block) see nothing; the others see every key.
+    let mask = mask_where(rows, keys, |r, _| r == 1 || r >= 64);
+    let got = fused(&q, &k, &v, Some(&mask), 1.0, 1);
+    let mean: Vec<f32> = (0..d).map(|c| (0..keys).map(|key| (key * d + c) as f32).sum::<f32>() / keys as f32).collect();
+    for (r, row) in got.chunks(d).enumerate() {
+        if r == 1 || r >= 64 {
+            assert_eq!(row, &[0.0; 4][..], "row {r}");
+        } else {
+            for (a, m) in row.iter().zip(&mean) {
+                assert!((a - m).abs() < 1e-4, "row {r}: {a} vs {m}");
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_attention_leaves_other_dtypes_to_the_general_path() {
+    let q = Tensor::zeros((1, 1, 4, 8), DType::F16, &Device::Cpu).unwrap();
+    assert!(attention(&q, &q, &q, None, 1.0, 1).unwrap().is_none());
 }
 
 #[test]
@@ -97,4 +159,29 @@ fn linear_layers_give_the_same_bits_as_their_own_forward() {
     assert_eq!(linear_nn(&f64_layer, &xs.to_dtype(DType::F64).unwrap()).unwrap().dtype(), DType::F64);
     let no_bias = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, None))).unwrap();
     assert_eq!(linear(&no_bias, &xs).unwrap().to_vec2::<f32>().unwrap(), no_bias.forward(&xs).unwrap().to_vec2::<f32>().unwrap());
+}
+
+#[test]
+fn a_few_sequences_decoding_together_give_the_same_bits_as_the_layer() {
+    let cpu = &Device::Cpu;
+    // A language model's shapes, small: 1 to 40 rows (one to 32 take the small-batch product, more candle's).
+    let w = Tensor::randn(0f32, 1.0, (300, 96), cpu).unwrap();
+    let layer = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w.clone(), None))).unwrap();
+    for rows in [1, 2, 3, 7, 16, 31, 32, 33, 40] {
+        // Decode steps come as (sequences, 1, hidden).
+        let xs = Tensor::randn(0f32, 1.0, (rows, 1, 96), cpu).unwrap();
+        let want = layer.forward(&xs).unwrap();
+        let got = linear_unbiased(&layer, &xs).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        let (got, want) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows");
+    }
+    // A layer with its bias inside the weight's layer is not this function's case: through the layer, bias included.
+    let biased = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, Some(Tensor::ones(300, DType::F32, cpu).unwrap()))))
+        .unwrap();
+    let xs = Tensor::randn(0f32, 1.0, (4, 1, 96), cpu).unwrap();
+    assert_eq!(
+        linear_unbiased(&biased, &xs).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        biased.forward(&xs).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
 }

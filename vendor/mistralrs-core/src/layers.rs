@@ -2903,10 +2903,10 @@ impl MlpLayer for Mlp {
         if let Some(t) = self.gate.quantized_act_type() {
             xs = xs.to_dtype(t)?;
         }
-        let lhs = MatMul.qmethod_matmul(&xs, &*self.gate)?;
-        let rhs = MatMul.qmethod_matmul(&xs, &*self.up)?;
+        let lhs = crate::cpu_kernels::linear_unbiased(&*self.gate, &xs)?;
+        let rhs = crate::cpu_kernels::linear_unbiased(&*self.up, &xs)?;
         let mut res =
-            MatMul.qmethod_matmul(&crate::ops::mul_and_act(&lhs, &rhs, self.act)?, &*self.down)?;
+            crate::cpu_kernels::linear_unbiased(&*self.down, &crate::ops::mul_and_act(&lhs, &rhs, self.act)?)?;
         if self.gate.quantized_act_type().is_some() {
             res = res.to_dtype(original_dtype)?;
         }

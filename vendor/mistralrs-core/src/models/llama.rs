@@ -81,9 +81,9 @@ impl CausalSelfAttention {
         if let Some(t) = self.q_proj.quantized_act_type() {
             x = x.to_dtype(t)?;
         }
-        let mut q = MatMul.qmethod_matmul(&x, &*self.q_proj)?;
-        let mut k = MatMul.qmethod_matmul(&x, &*self.k_proj)?;
-        let mut v = MatMul.qmethod_matmul(&x, &*self.v_proj)?;
+        let mut q = crate::cpu_kernels::linear_unbiased(&*self.q_proj, &x)?;
+        let mut k = crate::cpu_kernels::linear_unbiased(&*self.k_proj, &x)?;
+        let mut v = crate::cpu_kernels::linear_unbiased(&*self.v_proj, &x)?;
         if self.q_proj.quantized_act_type().is_some() {
             q = q.to_dtype(original_dtype)?;
             k = k.to_dtype(original_dtype)?;
@@ -164,7 +164,7 @@ impl CausalSelfAttention {
         } else {
             y.reshape((b_sz, seq_len, ()))?
         };
-        let mut res = MatMul.qmethod_matmul(&y, &*self.o_proj)?;
+        let mut res = crate::cpu_kernels::linear_unbiased(&*self.o_proj, &y)?;
         if self.q_proj.quantized_act_type().is_some() {
             res = res.to_dtype(original_dtype)?;
         }
@@ -542,7 +542,7 @@ impl Llama {
         if let Some(t) = self.lm_head.quantized_act_type() {
             x = x.to_dtype(t)?;
         }
-        MatMul.qmethod_matmul(&x, &*self.lm_head)
+        crate::cpu_kernels::linear_unbiased(&*self.lm_head, &x)
     }
 
     pub fn residual_tensors_m(&self, uvb_m: UnVarBuilder) -> Vec<(String, Tensor)> {

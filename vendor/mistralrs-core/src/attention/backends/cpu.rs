@@ -393,6 +393,10 @@ const PREFILL_SCORE_BYTES: usize = 8 << 20;
 /// arithmetic, in f32 for f32 models, in blocks the CPU's vector units run at full speed. The chunk is
 /// bounded in bytes (`PREFILL_SCORE_BYTES`) so that a long prompt does not hold a full score matrix.
 ///
+/// f32 without a soft cap (every model Glimpse runs in f32) goes to `cpu_kernels::attention`, which fuses the two
+/// products and the softmax per block of query rows (eighteenth change); the chunked products below stay for the
+/// rest (f16/bf16, Gemma 2's soft cap).
+///
 /// Shapes: q (b, heads, q_len, d), k and v (b, kv_heads, kv_len, d); mask broadcastable to
 /// (b, heads, q_len, kv_len) or (q_len, kv_len). Returns (b, heads, q_len, d).
 pub fn run_prefill_cpu(
@@ -402,6 +406,13 @@ pub fn run_prefill_cpu(
     mask: Option<&Tensor>,
     sdpa_params: &SdpaParams,
 ) -> Result<Tensor> {
+    if sdpa_params.softcap.is_none() {
+        if let Some(out) =
+            crate::cpu_kernels::attention(q, k, v, mask, sdpa_params.softmax_scale, sdpa_params.n_kv_groups)?
+        {
+            return Ok(out);
+        }
+    }
     let (b, heads, q_len, _) = q.dims4()?;
     let kv_len = k.dim(2)?;
     let k = crate::attention::repeat_kv(k.clone(), sdpa_params.n_kv_groups)?.contiguous()?;
@@ -448,28 +459,15 @@ pub fn run_prefill_cpu(
 /// Attention of a block of query rows `q` (b, heads, rows, d) over all keys: `k_t` (b, heads, d, kv_len), `v`
 /// (b, heads, kv_len, d), the mask already cut to those rows.
 fn attend_rows(q: &Tensor, k_t: &Tensor, v: &Tensor, mask: Option<&Tensor>, sdpa_params: &SdpaParams) -> Result<Tensor> {
-    let (b, heads, len, _) = q.dims4()?;
-    let kv_len = k_t.dim(3)?;
-    let probs = if q.dtype() == candle_core::DType::F32 && sdpa_params.softcap.is_none() {
-        // One product with the scale folded into the queries (a pass over the small side), then the mask and
-        // softmax in place, on every core (`cpu_kernels::MaskedSoftmax`).
-        let q = (q * f64::from(sdpa_params.softmax_scale))?.contiguous()?;
-        let scores = q.matmul(k_t)?;
-        let mask = mask.map(|m| crate::cpu_kernels::mask_for_rows(m, len, kv_len)).transpose()?;
-        scores.inplace_op1(&crate::cpu_kernels::MaskedSoftmax { dims: (b, heads, len, kv_len), mask })?;
-        scores
-    } else {
-        let q = q.contiguous()?;
-        let mut scores = (q.matmul(k_t)? * f64::from(sdpa_params.softmax_scale))?;
-        if let Some(softcap) = sdpa_params.softcap {
-            scores = ((scores / f64::from(softcap))?.tanh()? * f64::from(softcap))?;
-        }
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        candle_nn::ops::softmax_last_dim(&scores)?
-    };
-    probs.matmul(v)
+    let q = q.contiguous()?;
+    let mut scores = (q.matmul(k_t)? * f64::from(sdpa_params.softmax_scale))?;
+    if let Some(softcap) = sdpa_params.softcap {
+        scores = ((scores / f64::from(softcap))?.tanh()? * f64::from(softcap))?;
+    }
+    if let Some(mask) = mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)
 }
 
 /// Optimised path for the common decode case: q_len == 1 but kv_len ≫ 1.

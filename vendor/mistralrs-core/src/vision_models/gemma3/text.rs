@@ -692,7 +692,7 @@ impl TextModel {
             xs = xs.to_dtype(t)?;
         }
 
-        let mut xs = MatMul.qmethod_matmul(&xs, &*self.lm_head)?;
+        let mut xs = crate::cpu_kernels::linear_unbiased(&*self.lm_head, &xs)?;
 
         if let Some(final_logit_softcapping) = self.final_logit_softcapping {
             xs = (xs / final_logit_softcapping)?;

@@ -68,11 +68,9 @@ impl Mlp {
         if let Some(t) = self.gate_proj.quantized_act_type() {
             xs = xs.to_dtype(t)?;
         }
-        let lhs = self.gate_proj.forward(&xs)?.apply(&self.act_fn)?;
-        let rhs = self.up_proj.forward(&xs)?;
-        self.down_proj
-            .forward(&(lhs * rhs)?)?
-            .to_dtype(original_dtype)
+        let lhs = crate::cpu_kernels::linear_unbiased(&*self.gate_proj, &xs)?.apply(&self.act_fn)?;
+        let rhs = crate::cpu_kernels::linear_unbiased(&*self.up_proj, &xs)?;
+        crate::cpu_kernels::linear_unbiased(&*self.down_proj, &(lhs * rhs)?)?.to_dtype(original_dtype)
     }
 }
 
@@ -236,7 +234,7 @@ impl Attention {
         } else {
             attn_output.reshape((b_sz, q_len, ()))?
         };
-        let mut res = self.o_proj.forward(&attn_output)?;
+        let mut res = crate::cpu_kernels::linear_unbiased(&*self.o_proj, &attn_output)?;
         if self.q_proj.quantized_act_type().is_some() {
             res = res.to_dtype(original_dtype)?;
         }
@@ -478,7 +476,7 @@ impl Qwen2_5VLTextModel {
         if let Some(t) = self.lm_head.quantized_act_type() {
             xs = xs.to_dtype(t)?;
         }
-        self.lm_head.forward(&xs)
+        crate::cpu_kernels::linear_unbiased(&*self.lm_head, &xs)
     }
 }
 

@@ -3,7 +3,7 @@ use std::{collections::HashMap, sync::Arc};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Embedding, Module};
 use mistralrs_quant::{
-    ColumnParallelLayer, MatMul, QuantMethod, ReplicatedLayer, RowParallelLayer, ShardedVarBuilder,
+    ColumnParallelLayer, QuantMethod, ReplicatedLayer, RowParallelLayer, ShardedVarBuilder,
 };
 
 use super::config::TextConfig;
@@ -73,11 +73,9 @@ impl Mlp {
         if let Some(t) = self.gate_proj.quantized_act_type() {
             xs = xs.to_dtype(t)?;
         }
-        let lhs = self.gate_proj.forward(&xs)?.apply(&self.act_fn)?;
-        let rhs = self.up_proj.forward(&xs)?;
-        self.down_proj
-            .forward(&(lhs * rhs)?)?
-            .to_dtype(original_dtype)
+        let lhs = crate::cpu_kernels::linear_unbiased(&*self.gate_proj, &xs)?.apply(&self.act_fn)?;
+        let rhs = crate::cpu_kernels::linear_unbiased(&*self.up_proj, &xs)?;
+        crate::cpu_kernels::linear_unbiased(&*self.down_proj, &(lhs * rhs)?)?.to_dtype(original_dtype)
     }
 }
 
@@ -203,9 +201,9 @@ impl Attention {
         if let Some(t) = self.q_proj.quantized_act_type() {
             xs = xs.to_dtype(t)?;
         }
-        let mut q = MatMul.qmethod_matmul(&xs, &*self.q_proj)?;
-        let mut k = MatMul.qmethod_matmul(&xs, &*self.k_proj)?;
-        let mut v = MatMul.qmethod_matmul(&xs, &*self.v_proj)?;
+        let mut q = crate::cpu_kernels::linear_unbiased(&*self.q_proj, &xs)?;
+        let mut k = crate::cpu_kernels::linear_unbiased(&*self.k_proj, &xs)?;
+        let mut v = crate::cpu_kernels::linear_unbiased(&*self.v_proj, &xs)?;
         if self.q_proj.quantized_act_type().is_some() {
             q = q.to_dtype(original_dtype)?;
             k = k.to_dtype(original_dtype)?;
@@ -292,7 +290,7 @@ impl Attention {
         } else {
             attn_output.reshape((b_sz, q_len, ()))?
         };
-        let mut res = self.o_proj.forward(&attn_output)?;
+        let mut res = crate::cpu_kernels::linear_unbiased(&*self.o_proj, &attn_output)?;
         if self.q_proj.quantized_act_type().is_some() {
             res = res.to_dtype(original_dtype)?;
         }
@@ -565,7 +563,7 @@ impl Qwen3VLTextModel {
         if let Some(t) = self.lm_head.quantized_act_type() {
             xs = xs.to_dtype(t)?;
         }
-        self.lm_head.forward(&xs)
+        crate::cpu_kernels::linear_unbiased(&*self.lm_head, &xs)
     }
 
     /// Matches transformers `_deepstack_process`:
