@@ -16,6 +16,9 @@ Usage: models.py GLIMPSE_BIN MODEL_DIR PHOTO THREADS [--isq Q]... [--llama-serve
        -> one JSON object on stdout (a --gguf folder is named MODEL-TYPE: llama.cpp at TYPE is compared with
        Glimpse at the same --isq, f32 with f32)
        models.py --report RESULT.json... -> the README's table (and a line per --interleaved-ttft result)
+       models.py --concurrency GLIMPSE_BIN MODEL_DIR PHOTO THREADS N... -> aggregate tokens/s of N text requests at
+       once (64 tokens each) against one alone: Glimpse serving N concurrent HTTP requests, then transformers'
+       batched `generate` of N, each engine alone in memory; one JSON object
        models.py --interleaved-ttft GLIMPSE_BIN MODEL_DIR PHOTO THREADS ROUNDS TABLE.json -> first token for the photo,
        Glimpse and transformers taking turns in one process (the machine's speed drifts by 10-15% over the
        minutes between the table's runs), medians and their ratio as one JSON object; nothing when the two
@@ -241,6 +244,12 @@ def report(files: list[Path]) -> None:
             print(f"| {result['model']} | {r['engine']} | {r['load_s']:.1f} | {r['rss_loaded_mb'] / 1024:.2f} / "
                   f"{r['rss_peak_mb'] / 1024:.2f} GB | {r['prompt_tokens']} | {r['ttft_s']:.2f} | "
                   f"{r['text_1_tok_s']:.1f} / {r['text_4_tok_s']:.1f} | {vs_hf} | {vs_llama} |")
+    for result in (r for r in results if "tok_s" in r):
+        glimpse, hf = result["tok_s"]["glimpse"], result["tok_s"]["transformers"]
+        for n in (n for n in glimpse if n != "1"):
+            print(f"{result['model']}: {n} text answers at once: glimpse {glimpse[n]:.1f} tok/s "
+                  f"({glimpse[n] / glimpse['1']:.2f}x its one answer's {glimpse['1']:.1f}), transformers' batch of {n} "
+                  f"{hf[n]:.1f} tok/s ({hf[n] / hf['1']:.2f}x its {hf['1']:.1f}): glimpse {glimpse[n] / hf[n]:.2f}x transformers")
     for result in (r for r in results if "median_s" in r):
         median = result["median_s"]
         print(f"{result['model']}: first token with the engines taking turns ({result['rounds']} each, medians): "
@@ -272,6 +281,26 @@ def interleaved_ttft(binary: str, model: Path, photo: Path, threads: int, rounds
             "glimpse_vs_transformers": median["transformers"] / median["glimpse"]}
 
 
+def concurrency(binary: str, model: Path, photo: Path, threads: int, counts: list[int]) -> dict:
+    """Aggregate decode tokens/s of `counts` text requests at once against one alone (after a warm-up answer), for
+    Glimpse (concurrent HTTP requests, continuous batching) and then transformers (one batched `generate`)."""
+    rates = {"glimpse": {}, "transformers": {}}
+    with glimpse_served(binary, model, photo, threads, None) as (_, _, _, ask):
+        answer = lambda: ask([{"text": TEXT_PROMPT}], NEW_TOKENS)
+        answer()
+        rates["glimpse"][1] = NEW_TOKENS / timed(answer)
+        for n in counts:
+            with ThreadPoolExecutor(n) as pool:
+                rates["glimpse"][n] = n * NEW_TOKENS / timed(lambda: list(pool.map(lambda _: answer(), range(n))))
+            print(json.dumps(rates), file=sys.stderr)
+    _, _, text_inputs, generate = transformers_loaded(model, photo, threads)
+    generate(text_inputs(1), 4)
+    for n in [1, *counts]:
+        rates["transformers"][n] = n * NEW_TOKENS / timed(lambda: generate(text_inputs(n), NEW_TOKENS))
+        print(json.dumps(rates), file=sys.stderr)
+    return {"model": model.name, "threads": threads, "new_tokens": NEW_TOKENS, "tok_s": rates}
+
+
 def main() -> None:
     if sys.argv[1] == "--transformers-child":
         print(json.dumps(transformers_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
@@ -285,6 +314,10 @@ def main() -> None:
                   f"{available_mb() / 1024:.1f} GB is available", file=sys.stderr)
             return
         print(json.dumps(interleaved_ttft(binary, Path(model), Path(photo), int(threads), int(rounds))))
+        return
+    if sys.argv[1] == "--concurrency":
+        binary, model, photo, threads, *counts = sys.argv[2:]
+        print(json.dumps(concurrency(binary, Path(model), Path(photo), int(threads), [int(n) for n in counts])))
         return
     if sys.argv[1] == "--report":
         report([Path(f) for f in sys.argv[2:]])

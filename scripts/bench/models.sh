@@ -10,7 +10,8 @@
 #        scripts/models/configs). ISQ="q8_0 q4k" and GGUF_TYPES="f32 q8_0" (the defaults) choose the quantised runs;
 #        TTFT_ROUNDS=3 (the default; 0 skips it) times the photo's first token again with Glimpse and transformers
 #        taking turns, both loaded at once (the machine's speed drifts between the table's runs), where their peaks
-#        fit in the memory available (not Qwen2.5-VL-3B on 24 GB).
+#        fit in the memory available (not Qwen2.5-VL-3B on 24 GB); CONCURRENCY="4 16" (default: none) also times that
+#        many 64-token text answers at once against one, Glimpse and transformers' batched generate.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup-deps.sh >/dev/null
@@ -54,9 +55,16 @@ for model in "${models[@]}"; do
     $py scripts/bench/models.py --interleaved-ttft target/debug/glimpse "$cache/$model" "$out/images/photo-1024x768.jpg" \
       "$threads" "${TTFT_ROUNDS:-3}" "$out/$model.json" > "$out/$model-ttft.json"
   fi
+  rm -f "$out/$model-concurrency.json"
+  if [ -n "${CONCURRENCY:-}" ]; then
+    echo "== $model: text answers at once ($CONCURRENCY) against one" >&2
+    $py scripts/bench/models.py --concurrency target/debug/glimpse "$cache/$model" "$out/images/photo-1024x768.jpg" \
+      "$threads" $CONCURRENCY > "$out/$model-concurrency.json"
+  fi
 done
 files=()
 for model in "${models[@]}"; do files+=("$out/$model.json"); done
 for model in "${models[@]}"; do [ ! -s "$out/$model-ttft.json" ] || files+=("$out/$model-ttft.json"); done
+for model in "${models[@]}"; do [ ! -s "$out/$model-concurrency.json" ] || files+=("$out/$model-concurrency.json"); done
 $py scripts/bench/models.py --report "${files[@]}"
 echo "(machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $threads threads)"
