@@ -433,7 +433,7 @@ fn live_span(row: &[f32]) -> (usize, usize) {
 
 /// `attention`'s mask argument from an attention mask broadcastable to (b, heads, rows, keys): rank 2
 /// (rows, keys), 3 (b, rows, keys) or 4 (b or 1, heads or 1, rows, keys).
-pub fn mask_for_rows(mask: &Tensor, rows: usize, keys: usize) -> Result<(Vec<f32>, usize, usize)> {
+fn mask_for_rows(mask: &Tensor, rows: usize, keys: usize) -> Result<(Vec<f32>, usize, usize)> {
     let mask = match mask.rank() {
         2 => mask.reshape((1, 1, rows, keys))?,
         3 => mask.unsqueeze(1)?,
