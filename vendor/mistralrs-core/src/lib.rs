@@ -150,6 +150,8 @@ use toml_selector::{TomlLoaderArgs, TomlSelector};
 pub use tools::{ToolCallResponse, ToolCallType, ToolCallbacks, ToolChoice};
 pub use topology::{LayerTopology, Topology};
 pub use utils::debug::initialize_logging;
+#[doc(hidden)]
+pub use kv_cache::SingleCache; // Glimpse patch (vendor/README.md); public for Glimpse's tests
 pub use utils::memory_usage::MemoryUsage;
 pub use utils::normal::{ModelDType, TryIntoDType};
 pub use utils::{paged_attn_supported, using_flash_attn};

@@ -260,6 +260,17 @@ impl NormalCache {
 
 pub struct NormalCacheManager;
 
+/// Glimpse patch: the first sequence's cache of `layer`: its sequence dimension, current length, and whether it
+/// is a normal cache (whose capacity follows its length).
+fn src_cache_template(seqs: &mut [&mut crate::sequence::Sequence], layer: usize, draft: bool) -> Option<(usize, usize, bool)> {
+    let cache = if draft { seqs[0].normal_draft_cache() } else { seqs[0].normal_cache() };
+    match cache.get(layer)?.as_ref()? {
+        KvCache::Normal { k, .. } => Some((k.dim, k.current_seq_len, true)),
+        KvCache::Rotating { k, .. } => Some((k.dim, k.current_seq_len, false)),
+        KvCache::Shared { .. } => None,
+    }
+}
+
 impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCacheManager {
     fn clone_in_cache(
         &self,
@@ -299,11 +310,43 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     }
                 }
             };
+            // Glimpse patch: a normal cache's capacity follows its length (`SingleCache::append`), so sequences of
+            // the same length may hold different capacities: the batch takes the largest, and a sequence with
+            // less is padded to it (its positions past the current length are never read).
+            let (seq_dim, current_len, is_normal) = match src_cache_template(seqs, layer, modify_draft_cache) {
+                Some((dim, len, normal)) => (dim, len, normal),
+                None => (2, 0, false),
+            };
+            let capacity = if is_normal {
+                seqs.iter_mut()
+                    .filter_map(|seq| {
+                        let cache = if modify_draft_cache { seq.normal_draft_cache() } else { seq.normal_cache() };
+                        match cache.get(layer).unwrap().as_ref() {
+                            Some(KvCache::Normal { k, .. }) => k.all_data.as_ref().map(|d| d.dims()[seq_dim]),
+                            _ => None,
+                        }
+                    })
+                    .max()
+                    .unwrap_or(first_k.dims()[seq_dim])
+            } else {
+                first_k.dims()[seq_dim]
+            };
+            let to_capacity = |t: Tensor| -> Tensor {
+                if !is_normal || t.dims()[seq_dim] == capacity {
+                    return t;
+                }
+                let kept = current_len.min(t.dims()[seq_dim]);
+                t.narrow(seq_dim, 0, kept)
+                    .and_then(|t| t.pad_with_zeros(seq_dim, 0, capacity - kept))
+                    .unwrap()
+            };
             // Build dims for batched cache
             let mut dims_k = first_k.dims().to_vec();
             let mut dims_v = first_v.dims().to_vec();
             dims_k[0] *= batch_len;
             dims_v[0] *= batch_len;
+            dims_k[seq_dim] = capacity;
+            dims_v[seq_dim] = capacity;
             let batch_k = Tensor::zeros(dims_k.clone(), first_k.dtype(), first_k.device()).unwrap();
             let batch_v = Tensor::zeros(dims_v.clone(), first_v.dtype(), first_v.device()).unwrap();
             // Fill each sequence's cache slice
@@ -326,8 +369,8 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     KvCache::Shared { .. } => continue,
                 };
                 let offset = i * first_k.dims()[0];
-                batch_k.slice_set(&src_k, 0, offset).unwrap();
-                batch_v.slice_set(&src_v, 0, offset).unwrap();
+                batch_k.slice_set(&to_capacity(src_k), 0, offset).unwrap();
+                batch_v.slice_set(&to_capacity(src_v), 0, offset).unwrap();
             }
             new_k_cache.push(Some(batch_k));
             new_v_cache.push(Some(batch_v));
@@ -354,7 +397,10 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     let template_cache_dim = old_k.dim;
                     let template_cache_csl = old_k.current_seq_len;
                     let template_cache_msl = old_k.max_seq_len;
-                    let template_cache_capsl = old_k.capacity_seq_len;
+                    // Glimpse patch: the batch's capacity (see above), not the first sequence's.
+                    let template_cache_capsl = k_cache
+                        .as_ref()
+                        .map_or(old_k.capacity_seq_len, |k| k.dims()[template_cache_dim]);
 
                     caches.push(KvCache::Normal {
                         k: SingleCache {
