@@ -496,6 +496,7 @@ where
         _ => None,
     };
 
+    // Glimpse patch: on rayon's global pool, where the forward pass runs (vendor/README.md, twentieth change).
     {
         (0..kv_tiles).into_par_iter().for_each(|tile_idx| {
             let start = tile_idx * TILE_KV;
@@ -686,6 +687,7 @@ where
         _ => None,
     };
 
+    // Glimpse patch: on rayon's global pool, where the forward pass runs (vendor/README.md, twentieth change).
     {
         out.par_chunks_mut(dv)
             .with_min_len(64)
