@@ -335,9 +335,12 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                 if !is_normal || t.dims()[seq_dim] == capacity {
                     return t;
                 }
+                // `pad_with_zeros` concatenates along the sequence dimension, which leaves a strided result:
+                // `slice_set` needs it contiguous.
                 let kept = current_len.min(t.dims()[seq_dim]);
                 t.narrow(seq_dim, 0, kept)
                     .and_then(|t| t.pad_with_zeros(seq_dim, 0, capacity - kept))
+                    .and_then(|t| t.contiguous())
                     .unwrap()
             };
             // Build dims for batched cache
