@@ -48,3 +48,22 @@ fn a_long_chunk_grows_the_cache_at_once_and_the_maximum_length_is_kept() {
     let got = cache.current_data().unwrap().unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(got, positions(0, 1000).flatten_all().unwrap().to_vec1::<f32>().unwrap());
 }
+
+#[test]
+fn a_cache_padded_to_a_batchs_capacity_keeps_its_positions_and_can_be_copied_into_the_batch() {
+    // Two sequences of one length that grew differently: one from a 40-token prompt (64 positions), one longer.
+    let mut short = SingleCache::new(2, 4096, 512);
+    short.append(&positions(0, 40)).unwrap();
+    let padded = short.data_with_capacity(192).unwrap();
+    assert_eq!(padded.dims(), &[2, 3, 192, 4]);
+    assert!(padded.is_contiguous(), "slice_set refuses a strided tensor");
+    let held = padded.narrow(2, 0, 40).unwrap().contiguous().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(held, positions(0, 40).flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let rest = padded.narrow(2, 40, 152).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(rest, 0.0, "the positions past the current length are zeros");
+    let batch = Tensor::zeros((4, 3, 192, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    batch.slice_set(&padded, 0, 2).unwrap();
+
+    assert_eq!(short.data_with_capacity(64).unwrap().dims()[2], 64, "its own capacity: its own tensor");
+    assert!(short.data_with_capacity(32).is_err(), "a capacity below the current length is refused");
+}

@@ -260,13 +260,13 @@ impl NormalCache {
 
 pub struct NormalCacheManager;
 
-/// Glimpse patch: the first sequence's cache of `layer`: its sequence dimension, current length, and whether it
-/// is a normal cache (whose capacity follows its length).
-fn src_cache_template(seqs: &mut [&mut crate::sequence::Sequence], layer: usize, draft: bool) -> Option<(usize, usize, bool)> {
+/// Glimpse patch: the first sequence's cache of `layer`: its sequence dimension, and whether it is a normal
+/// cache (whose capacity follows its length).
+fn src_cache_template(seqs: &mut [&mut crate::sequence::Sequence], layer: usize, draft: bool) -> Option<(usize, bool)> {
     let cache = if draft { seqs[0].normal_draft_cache() } else { seqs[0].normal_cache() };
     match cache.get(layer)?.as_ref()? {
-        KvCache::Normal { k, .. } => Some((k.dim, k.current_seq_len, true)),
-        KvCache::Rotating { k, .. } => Some((k.dim, k.current_seq_len, false)),
+        KvCache::Normal { k, .. } => Some((k.dim, true)),
+        KvCache::Rotating { k, .. } => Some((k.dim, false)),
         KvCache::Shared { .. } => None,
     }
 }
@@ -313,10 +313,7 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
             // Glimpse patch: a normal cache's capacity follows its length (`SingleCache::append`), so sequences of
             // the same length may hold different capacities: the batch takes the largest, and a sequence with
             // less is padded to it (its positions past the current length are never read).
-            let (seq_dim, current_len, is_normal) = match src_cache_template(seqs, layer, modify_draft_cache) {
-                Some((dim, len, normal)) => (dim, len, normal),
-                None => (2, 0, false),
-            };
+            let (seq_dim, is_normal) = src_cache_template(seqs, layer, modify_draft_cache).unwrap_or((2, false));
             let capacity = if is_normal {
                 seqs.iter_mut()
                     .filter_map(|seq| {
@@ -330,18 +327,6 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     .unwrap_or(first_k.dims()[seq_dim])
             } else {
                 first_k.dims()[seq_dim]
-            };
-            let to_capacity = |t: Tensor| -> Tensor {
-                if !is_normal || t.dims()[seq_dim] == capacity {
-                    return t;
-                }
-                // `pad_with_zeros` concatenates along the sequence dimension, which leaves a strided result:
-                // `slice_set` needs it contiguous.
-                let kept = current_len.min(t.dims()[seq_dim]);
-                t.narrow(seq_dim, 0, kept)
-                    .and_then(|t| t.pad_with_zeros(seq_dim, 0, capacity - kept))
-                    .and_then(|t| t.contiguous())
-                    .unwrap()
             };
             // Build dims for batched cache
             let mut dims_k = first_k.dims().to_vec();
@@ -363,17 +348,18 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                     continue;
                 };
                 let (src_k, src_v) = match cache {
-                    KvCache::Normal { k, v } => {
-                        (k.all_data.clone().unwrap(), v.all_data.clone().unwrap())
-                    }
+                    KvCache::Normal { k, v } => (
+                        k.data_with_capacity(capacity).unwrap(),
+                        v.data_with_capacity(capacity).unwrap(),
+                    ),
                     KvCache::Rotating { k, v } => {
                         (k.all_data.clone().unwrap(), v.all_data.clone().unwrap())
                     }
                     KvCache::Shared { .. } => continue,
                 };
                 let offset = i * first_k.dims()[0];
-                batch_k.slice_set(&to_capacity(src_k), 0, offset).unwrap();
-                batch_v.slice_set(&to_capacity(src_v), 0, offset).unwrap();
+                batch_k.slice_set(&src_k, 0, offset).unwrap();
+                batch_v.slice_set(&src_v, 0, offset).unwrap();
             }
             new_k_cache.push(Some(batch_k));
             new_v_cache.push(Some(batch_v));

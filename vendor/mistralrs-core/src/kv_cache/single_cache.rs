@@ -73,6 +73,26 @@ impl SingleCache {
         Ok(())
     }
 
+    /// Glimpse patch: this cache's tensor with `capacity` positions along its sequence dimension: its own when it
+    /// has that many, else its current positions followed by zeros. A batch of sequences of one length takes the
+    /// largest capacity among them (`NormalCacheManager::clone_in_cache`), since each grew by its own history. The
+    /// padded tensor is made contiguous: `pad_with_zeros` concatenates along that dimension and leaves it strided,
+    /// which `slice_set` refuses.
+    pub fn data_with_capacity(&self, capacity: usize) -> Result<Tensor> {
+        let Some(data) = self.all_data.as_ref() else {
+            candle_core::bail!("kv-cache: no data to copy into a batch")
+        };
+        if data.dim(self.dim)? == capacity {
+            return Ok(data.clone());
+        }
+        if capacity < self.current_seq_len {
+            candle_core::bail!("kv-cache: {} positions do not fit a capacity of {capacity}", self.current_seq_len)
+        }
+        data.narrow(self.dim, 0, self.current_seq_len)?
+            .pad_with_zeros(self.dim, 0, capacity - self.current_seq_len)?
+            .contiguous()
+    }
+
     /// Glimpse patch: the cache is allocated for the positions it holds, rounded up to [`CAPACITY_GRAIN`], and
     /// grows by half its size (not by 512 positions from a first 512). Upstream every sequence's cache, and every
     /// batch of sequences decoding together, held at least 512 positions per layer: 16 SmolVLM-256M-shaped
