@@ -5,7 +5,7 @@
 //! edges a model rarely reaches (masked and fully masked rows, saturated GELU inputs).
 
 use candle_core::{DType, Device, Tensor, D};
-use mistralrs_core::cpu_kernels::{attention, exp, gelu_tanh, linear, linear_nn, linear_unbiased};
+use mistralrs_core::cpu_kernels::{attention, exp, few_rows, gelu_tanh, linear, linear_nn, linear_unbiased};
 use mistralrs_quant::{QuantMethod, QuantMethodConfig, UnquantLinear};
 
 #[test]
@@ -162,21 +162,42 @@ fn linear_layers_give_the_same_bits_as_their_own_forward() {
 }
 
 #[test]
-fn a_few_sequences_decoding_together_give_the_same_bits_as_the_layer() {
+fn a_few_sequences_decoding_together_match_the_layer_and_get_the_bits_they_get_alone() {
     let cpu = &Device::Cpu;
-    // A language model's shapes, small: 1 to 40 rows (one to 32 take the small-batch product, more candle's).
-    let w = Tensor::randn(0f32, 1.0, (300, 96), cpu).unwrap();
-    let layer = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w.clone(), None))).unwrap();
-    for rows in [1, 2, 3, 7, 16, 31, 32, 33, 40] {
+    let to_vec = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    // A language model's shapes, small: one thread (a length that is no multiple of the vector width), and enough
+    // work to be split over the pool. Rows the few-rows product takes (`fits`) get the bits they get alone; more
+    // rows of 520 go to gemm's column-major product (within rounding), more than 32 to candle's (the same bits).
+    for (outputs, hidden) in [(300, 97), (1100, 520)] {
+        let w = Tensor::randn(0f32, 1.0, (outputs, hidden), cpu).unwrap();
+        let layer = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, None))).unwrap();
         // Decode steps come as (sequences, 1, hidden).
-        let xs = Tensor::randn(0f32, 1.0, (rows, 1, 96), cpu).unwrap();
-        let want = layer.forward(&xs).unwrap();
-        let got = linear_unbiased(&layer, &xs).unwrap();
-        assert_eq!(got.dims(), want.dims());
-        let (got, want) = (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows");
+        let inputs = Tensor::randn(0f32, 1.0, (40, 1, hidden), cpu).unwrap();
+        let alone: Vec<Vec<f32>> =
+            (0..40).map(|i| to_vec(&linear_unbiased(&layer, &inputs.narrow(0, i, 1).unwrap()).unwrap())).collect();
+        for rows in [1, 2, 3, 4, 5, 7, 16, 31, 32, 33, 40] {
+            let xs = inputs.narrow(0, 0, rows).unwrap();
+            let want = layer.forward(&xs).unwrap();
+            let got = linear_unbiased(&layer, &xs).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let (got, want) = (to_vec(&got), to_vec(&want));
+            if rows > 32 {
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows: candle's product");
+                continue;
+            }
+            // Another order of additions: within f32 rounding over `hidden` terms of about 1 (the outputs are ~√hidden).
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-6 * hidden as f32, "{outputs}x{hidden}, {rows} rows: {worst:e} from candle's product");
+            if !few_rows::fits(rows, hidden) {
+                continue;
+            }
+            for (i, row) in got.chunks(outputs).enumerate() {
+                assert!(row.iter().zip(&alone[i]).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows: row {i} differs from its product alone");
+            }
+        }
     }
     // A layer with its bias inside the weight's layer is not this function's case: through the layer, bias included.
+    let w = Tensor::randn(0f32, 1.0, (300, 96), cpu).unwrap();
     let biased = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, Some(Tensor::ones(300, DType::F32, cpu).unwrap()))))
         .unwrap();
     let xs = Tensor::randn(0f32, 1.0, (4, 1, 96), cpu).unwrap();

@@ -15,6 +15,8 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Result, Shape, 
 use mistralrs_quant::QuantMethod;
 use rayon::prelude::*;
 
+pub mod few_rows;
+
 /// Elements one rayon task takes: large enough that scheduling costs nothing next to the arithmetic.
 const CHUNK: usize = 16 * 1024;
 
@@ -180,8 +182,8 @@ pub fn linear(layer: &dyn QuantMethod, xs: &Tensor) -> Result<Tensor> {
 }
 
 /// `layer.forward_autocast(xs)` for a layer built without a bias (`bias: false`), with a decode step's few rows
-/// multiplied without repacking the weights on the CPU (`small_batch_product`). Only for such layers:
-/// mistralrs-quant's parallel layers keep their bias outside the weight, where `unquant_weight_bias` does not show it.
+/// multiplied without candle's repacking of the weights on the CPU (`small_batch_product`). Only for such layers: mistralrs-quant's parallel layers keep their bias outside the weight, where
+/// `unquant_weight_bias` does not show it.
 pub fn linear_unbiased(layer: &dyn QuantMethod, xs: &Tensor) -> Result<Tensor> {
     if layer.quantized_act_type().is_none() {
         if let Some((w, None)) = layer.unquant_weight_bias() {
@@ -193,29 +195,28 @@ pub fn linear_unbiased(layer: &dyn QuantMethod, xs: &Tensor) -> Result<Tensor> {
     layer.forward_autocast(xs)
 }
 
-/// Most rows `small_batch_product` takes: up to 32 it was 1.1–2.8× faster than candle's product on the language
-/// models' shapes (a side-by-side, not committed), beyond that the packed product pays for itself.
+/// Most rows `small_batch_product` takes: up to 32 the column-major product was 1.1–2.8× faster than candle's on the
+/// language models' shapes (a side-by-side, not committed), beyond that the packed product pays for itself.
 const SMALL_BATCH_ROWS: usize = 32;
 
-/// `xs · wᵀ` for 2 to `SMALL_BATCH_ROWS` rows (sequences decoding together), f32 on the CPU; `None` otherwise.
+/// `xs · wᵀ` for 1 to `SMALL_BATCH_ROWS` rows (sequences decoding together), f32 on the CPU; `None` otherwise.
 ///
-/// candle asks gemm for a row-major result, which gemm computes as its transpose with the weight on the packed side:
-/// every call copied the whole weight matrix into gemm's layout, so that a step of 2 sequences cost 4.5× a step of
-/// one (a single row goes to gemm's matrix–vector kernel, which reads the weight in place) and 16 sequences decoded
-/// together gave 1.1–1.5× one sequence's tokens/s. Asking for a column-major result puts the few rows on the
-/// packed side and reads the weight where it lies; the result is transposed back (rows × outputs, small). Same
-/// products, same order of additions: the same bits as candle's (the tests compare them).
+/// With AVX2 and FMA and the few rows `few_rows` takes (`fits`: up to 8), its product: 1.2–2.5× faster than gemm
+/// over SmolVLM-256M's and Qwen3-VL-2B's matrices for 1 to 4 rows, and a row's result does not depend on the other
+/// rows. Otherwise, for 2 rows or more, gemm with a column-major result: candle asks gemm for a row-major result,
+/// which gemm computes as its transpose with the weight on the packed side, copying the whole weight matrix into
+/// gemm's layout at every call (a step of 2 sequences cost 4.5× a step of one); a column-major result puts the few
+/// rows on the packed side and reads the weight where it lies (the same products and order of additions as candle's).
 fn small_batch_product(xs: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     if !xs.device().is_cpu() || xs.dtype() != DType::F32 || w.dtype() != DType::F32 || w.rank() != 2 {
         return Ok(None);
     }
     let (n, k) = w.dims2()?;
     let rows = xs.elem_count() / k.max(1);
-    if !(2..=SMALL_BATCH_ROWS).contains(&rows) || xs.dim(candle_core::D::Minus1)? != k || !xs.is_contiguous() || !w.is_contiguous() {
+    if !(1..=SMALL_BATCH_ROWS).contains(&rows) || xs.dim(candle_core::D::Minus1)? != k || !xs.is_contiguous() || !w.is_contiguous() {
         return Ok(None);
     }
-    let mut transposed = vec![0f32; n * rows];
-    {
+    let out = {
         let (x_guard, x_layout) = xs.storage_and_layout();
         let (w_guard, w_layout) = w.storage_and_layout();
         let (candle_core::Storage::Cpu(CpuStorage::F32(x_data)), candle_core::Storage::Cpu(CpuStorage::F32(w_data))) =
@@ -225,28 +226,44 @@ fn small_batch_product(xs: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
         };
         let x_data = &x_data[x_layout.start_offset()..x_layout.start_offset() + rows * k];
         let w_data = &w_data[w_layout.start_offset()..w_layout.start_offset() + n * k];
-        // SAFETY: x is rows × k and w is n × k, both row-major and in bounds (sliced above); the destination is
-        // rows × n column-major (element (i, j) at j · rows + i) in a buffer of n · rows.
-        unsafe {
-            gemm::gemm(
-                rows, n, k,
-                transposed.as_mut_ptr(), rows as isize, 1, false,
-                x_data.as_ptr(), 1, k as isize,
-                w_data.as_ptr(), k as isize, 1,
-                0.0, 1.0, false, false, false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
+        match few_rows::product(x_data, w_data, rows, k, n) {
+            Some(out) => out,
+            None if rows >= 2 => column_major_product(x_data, w_data, rows, k, n),
+            None => return Ok(None),
         }
+    };
+    let mut dims = xs.dims().to_vec();
+    *dims.last_mut().expect("rank checked by dim(-1)") = n;
+    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+}
+
+/// `x · wᵀ` (`rows × n`) through gemm with a column-major destination, so that the weight is read in place.
+fn column_major_product(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut transposed = vec![0f32; n * rows];
+    // SAFETY: x is rows × k and w is n × k, both row-major with exactly those lengths (sliced by the caller); the
+    // destination is rows × n column-major (element (i, j) at j · rows + i) in a buffer of n · rows.
+    unsafe {
+        gemm::gemm(
+            rows, n, k,
+            transposed.as_mut_ptr(), rows as isize, 1, false,
+            x.as_ptr(), 1, k as isize,
+            w.as_ptr(), k as isize, 1,
+            0.0, 1.0, false, false, false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        );
     }
+    rows_from_columns(&transposed, rows, n)
+}
+
+/// The row-major `rows × n` matrix whose column `j` is `columns[j * rows..(j + 1) * rows]`.
+fn rows_from_columns(columns: &[f32], rows: usize, n: usize) -> Vec<f32> {
     let mut out = vec![0f32; rows * n];
-    for (j, column) in transposed.chunks_exact(rows).enumerate() {
+    for (j, column) in columns.chunks_exact(rows).enumerate() {
         for (i, value) in column.iter().enumerate() {
             out[i * n + j] = *value;
         }
     }
-    let mut dims = xs.dims().to_vec();
-    *dims.last_mut().expect("rank checked by dim(-1)") = n;
-    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+    out
 }
 
 /// `layer.forward(xs)` for candle's own linear layer, with the bias added on every core on the CPU.
