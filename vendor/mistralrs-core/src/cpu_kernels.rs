@@ -182,8 +182,8 @@ pub fn linear(layer: &dyn QuantMethod, xs: &Tensor) -> Result<Tensor> {
 }
 
 /// `layer.forward_autocast(xs)` for a layer built without a bias (`bias: false`), with a decode step's few rows
-/// multiplied without candle's repacking of the weights on the CPU (`small_batch_product`). Only for such layers: mistralrs-quant's parallel layers keep their bias outside the weight, where
-/// `unquant_weight_bias` does not show it.
+/// multiplied without candle's repacking of the weights on the CPU (`small_batch_product`). Only for such layers:
+/// mistralrs-quant's parallel layers keep their bias outside the weight, where `unquant_weight_bias` does not show it.
 pub fn linear_unbiased(layer: &dyn QuantMethod, xs: &Tensor) -> Result<Tensor> {
     if layer.quantized_act_type().is_none() {
         if let Some((w, None)) = layer.unquant_weight_bias() {

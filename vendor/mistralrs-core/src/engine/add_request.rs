@@ -418,11 +418,12 @@ impl Engine {
             // prompt step concatenated the sequences' preallocations only to allocate zeros of the same size:
             // three allocations of the batch's whole cache in fresh pages before the first token. The cache
             // grows from the prompt's length instead (`SingleCache::append`).
-            let seq_preallocated_cache = if matches!(
-                get_mut_arcmutex!(self.pipeline).category(),
-                ModelCategory::Text | ModelCategory::Multimodal { .. }
-            ) && !get_mut_arcmutex!(self.pipeline).device().is_cpu()
-            {
+            let preallocates = {
+                let pipeline = get_mut_arcmutex!(self.pipeline);
+                matches!(pipeline.category(), ModelCategory::Text | ModelCategory::Multimodal { .. })
+                    && !pipeline.device().is_cpu()
+            };
+            let seq_preallocated_cache = if preallocates {
                 let (metadata, device, needs_preallocated_cache) = {
                     let pipeline = get_mut_arcmutex!(self.pipeline);
                     let needs_preallocated_cache = match pipeline.cache() {

@@ -260,17 +260,6 @@ impl NormalCache {
 
 pub struct NormalCacheManager;
 
-/// Glimpse patch: the first sequence's cache of `layer`: its sequence dimension, and whether it is a normal
-/// cache (whose capacity follows its length).
-fn src_cache_template(seqs: &mut [&mut crate::sequence::Sequence], layer: usize, draft: bool) -> Option<(usize, bool)> {
-    let cache = if draft { seqs[0].normal_draft_cache() } else { seqs[0].normal_cache() };
-    match cache.get(layer)?.as_ref()? {
-        KvCache::Normal { k, .. } => Some((k.dim, true)),
-        KvCache::Rotating { k, .. } => Some((k.dim, false)),
-        KvCache::Shared { .. } => None,
-    }
-}
-
 impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCacheManager {
     fn clone_in_cache(
         &self,
@@ -284,8 +273,9 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
         for layer in 0..pipeline.get_metadata().num_hidden_layers {
             // Preallocate combined k and v caches across all sequences, avoiding Tensor::cat copies
             let batch_len = seqs.len();
-            // Use the first sequence as template
-            let (first_k, first_v) = {
+            // Use the first sequence as template (Glimpse patch: with its sequence dimension, and whether it is a
+            // normal cache, whose capacity follows its length)
+            let (first_k, first_v, seq_dim, is_normal) = {
                 let src_cache = if modify_draft_cache {
                     seqs[0].normal_draft_cache()
                 } else {
@@ -298,10 +288,10 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
                 };
                 match cache {
                     KvCache::Normal { k, v } => {
-                        (k.all_data.clone().unwrap(), v.all_data.clone().unwrap())
+                        (k.all_data.clone().unwrap(), v.all_data.clone().unwrap(), k.dim, true)
                     }
                     KvCache::Rotating { k, v } => {
-                        (k.all_data.clone().unwrap(), v.all_data.clone().unwrap())
+                        (k.all_data.clone().unwrap(), v.all_data.clone().unwrap(), k.dim, false)
                     }
                     KvCache::Shared { .. } => {
                         new_k_cache.push(None);
@@ -313,7 +303,6 @@ impl<T: CacheManagerMixin + MetadataMixin + ?Sized> CacheManager<T> for NormalCa
             // Glimpse patch: a normal cache's capacity follows its length (`SingleCache::append`), so sequences of
             // the same length may hold different capacities: the batch takes the largest, and a sequence with
             // less is padded to it (its positions past the current length are never read).
-            let (seq_dim, is_normal) = src_cache_template(seqs, layer, modify_draft_cache).unwrap_or((2, false));
             let capacity = if is_normal {
                 seqs.iter_mut()
                     .filter_map(|seq| {
