@@ -2282,7 +2282,7 @@ pub fn matmul<T: GgmlType>(
         "unexpected lhs length {} ({m},{k},{n})",
         lhs.len()
     );
-    // Glimpse patch: q8_0 weights take a product that reads each weight row once for up to four input rows.
+    // Glimpse patch: q8_0 weights take a product that reads each weight block once per pair of input rows.
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
     if T::DTYPE == GgmlDType::Q8_0 && k % QK8_0 == 0 {
         // SAFETY: BlockQ8_0 is the only GgmlType whose DTYPE is Q8_0, so `rhs_t` is a slice of BlockQ8_0.

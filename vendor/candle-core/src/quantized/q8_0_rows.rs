@@ -12,8 +12,8 @@
 //! own took 52 ms. From `DEQUANTISE_ROWS` rows on, dequantising to f32 and gemm win (`dequantised_product`).
 //!
 //! Below `DEQUANTISE_ROWS`, each row's sum runs in one order whatever the other rows (two 8-lane sums over the even
-//! and odd blocks, added at the end), so a decoding sequence's result has the same bits alone as beside others. It differs from candle's
-//! `vec_dot_q8_0_q8_0` (one sum over all blocks) by f32 rounding only.
+//! and odd blocks, added at the end), so a decoding sequence's result has the same bits alone as beside others. It
+//! differs from candle's `vec_dot_q8_0_q8_0` (one sum over all blocks) by f32 rounding only.
 
 use super::k_quants::{BlockQ8_0, GgmlType, QK8_0};
 use rayon::prelude::*;
