@@ -15,6 +15,7 @@
 //! and odd blocks, added at the end), so a decoding sequence's result has the same bits alone as beside others. It
 //! differs from candle's `vec_dot_q8_0_q8_0` (one sum over all blocks) by f32 rounding only.
 
+use super::avx::{hsum_float_8, mul_sum_us8_pairs_float};
 use super::k_quants::{BlockQ8_0, GgmlType, QK8_0};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -132,18 +133,18 @@ unsafe fn group_product<const R: usize>(
 /// Block `b` of one weight row multiplied into R input rows' sums.
 #[inline(always)]
 unsafe fn block<const R: usize>(w: &[BlockQ8_0], ys: &[&[BlockQ8_0]; R], b: usize, sums: &mut [__m256; R]) {
-    let ones = _mm256_set1_epi16(1);
     let wb = w.get_unchecked(b);
     let dw = wb.d.to_f32();
     let wq = _mm256_loadu_si256(wb.qs.as_ptr() as *const __m256i);
-    // maddubs multiplies unsigned by signed bytes (|w| against y with w's sign) and sums pairs into i16, madd pairs of
-    // those into i32: |w| and |y| are at most 127 in q8_0, so the i16 sums (at most 32,258) never saturate.
+    // candle's maddubs + madd (`mul_sum_us8_pairs_float`): unsigned by signed bytes, |w| against y with w's sign, summed
+    // in pairs into i16 and those in pairs into i32; |w| and |y| are at most 127 in q8_0, so the i16 sums (at most
+    // 32,258) never saturate.
     let abs_w = _mm256_sign_epi8(wq, wq);
     for r in 0..R {
         // SAFETY (get_unchecked): every input row has as many blocks as the weight row, b < w.len().
         let yb = ys[r].get_unchecked(b);
         let y_signed = _mm256_sign_epi8(_mm256_loadu_si256(yb.qs.as_ptr() as *const __m256i), wq);
-        let products = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(abs_w, y_signed), ones));
+        let products = mul_sum_us8_pairs_float(abs_w, y_signed);
         sums[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * yb.d.to_f32()), products, sums[r]);
     }
 }
@@ -161,10 +162,5 @@ unsafe fn dot<const R: usize>(w: &[BlockQ8_0], ys: &[&[BlockQ8_0]; R]) -> [f32; 
     if w.len() % 2 == 1 {
         block::<R>(w, ys, w.len() - 1, &mut even);
     }
-    std::array::from_fn(|r| {
-        let x = _mm256_add_ps(even[r], odd[r]);
-        let s = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    })
+    std::array::from_fn(|r| hsum_float_8(_mm256_add_ps(even[r], odd[r])))
 }
