@@ -96,6 +96,34 @@ fn fused_attention_matches_the_general_path_for_each_mask_layout() {
 }
 
 #[test]
+fn a_decode_step_agrees_with_the_general_path_and_each_sequence_gets_the_bits_it_gets_alone() {
+    let cpu = &Device::Cpu;
+    // One query row per sequence, 6 heads on 2 key heads (taken as blocks of 3 rows), sequences of different lengths
+    // padded on the left (a (b, 1, 1, keys) mask), and a mask that differs per head (not grouped).
+    let (b, heads, kv_heads, keys, d) = (5, 6, 2, 37, 16);
+    let q = Tensor::randn(0f32, 1.0, (b, heads, 1, d), cpu).unwrap();
+    // Keys and values as a cache holds them: room for 50 positions, narrowed to the 37 written (read in place).
+    let cache = |_| Tensor::randn(0f32, 1.0, (b, kv_heads, 50, d), cpu).unwrap().narrow(2, 0, keys).unwrap();
+    let (k, v) = (cache(0), cache(1));
+    assert!(!k.is_contiguous());
+    let padding = mask_where(b, keys, |sequence, key| key < 3 * sequence).reshape((b, 1, 1, keys)).unwrap();
+    let per_head = Tensor::randn(0f32, 1.0, (1, heads, 1, keys), cpu).unwrap();
+    for mask in [None, Some(&padding), Some(&per_head)] {
+        let want = reference_attention(&q, &k, &v, mask, 0.25, heads / kv_heads);
+        let got = fused(&q, &k, &v, mask, 0.25, heads / kv_heads);
+        for (a, w) in got.iter().zip(&want) {
+            assert!((a - w).abs() < 1e-5, "{a} vs {w} (mask {:?})", mask.map(|m| m.dims().to_vec()));
+        }
+    }
+    let together = fused(&q, &k, &v, Some(&padding), 0.25, heads / kv_heads);
+    for (sequence, got) in together.chunks(heads * d).enumerate() {
+        let one = |t: &Tensor| t.narrow(0, sequence, 1).unwrap();
+        let alone = fused(&one(&q), &one(&k), &one(&v), Some(&one(&padding)), 0.25, heads / kv_heads);
+        assert!(got.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "sequence {sequence} differs from its step alone");
+    }
+}
+
+#[test]
 fn fused_attention_over_many_keys_uses_smaller_blocks_and_agrees() {
     // 4,000 keys: blocks of 49 rows (the scores of a block stay under 768 KiB).
     let cpu = &Device::Cpu;
@@ -166,8 +194,9 @@ fn a_few_sequences_decoding_together_match_the_layer_and_get_the_bits_they_get_a
     let cpu = &Device::Cpu;
     let to_vec = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // A language model's shapes, small: one thread (a length that is no multiple of the vector width), and enough
-    // work to be split over the pool. Rows the few-rows product takes (`fits`) get the bits they get alone; more
-    // rows of 520 go to gemm's column-major product (within rounding), more than 32 to candle's (the same bits).
+    // work to be split over the pool. Rows the few-rows product takes (`fits`: up to 8 with AVX2, 32 with AVX-512)
+    // get the bits they get alone; other rows up to 32 go to gemm's column-major product (within rounding), more
+    // than 32 to candle's (the same bits).
     for (outputs, hidden) in [(300, 97), (1100, 520)] {
         let w = Tensor::randn(0f32, 1.0, (outputs, hidden), cpu).unwrap();
         let layer = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, None))).unwrap();
