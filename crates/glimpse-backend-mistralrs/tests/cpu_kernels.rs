@@ -103,8 +103,8 @@ fn a_decode_step_agrees_with_the_general_path_and_each_sequence_gets_the_bits_it
     let (b, heads, kv_heads, keys, d) = (5, 6, 2, 37, 16);
     let q = Tensor::randn(0f32, 1.0, (b, heads, 1, d), cpu).unwrap();
     // Keys and values as a cache holds them: room for 50 positions, narrowed to the 37 written (read in place).
-    let cache = |_| Tensor::randn(0f32, 1.0, (b, kv_heads, 50, d), cpu).unwrap().narrow(2, 0, keys).unwrap();
-    let (k, v) = (cache(0), cache(1));
+    let cache = || Tensor::randn(0f32, 1.0, (b, kv_heads, 50, d), cpu).unwrap().narrow(2, 0, keys).unwrap();
+    let (k, v) = (cache(), cache());
     assert!(!k.is_contiguous());
     let padding = mask_where(b, keys, |sequence, key| key < 3 * sequence).reshape((b, 1, 1, keys)).unwrap();
     let per_head = Tensor::randn(0f32, 1.0, (1, heads, 1, keys), cpu).unwrap();

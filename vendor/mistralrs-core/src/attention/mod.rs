@@ -124,16 +124,14 @@ impl Sdpa {
 
         // Glimpse patch: a prompt step on the CPU (more than one query row) runs as matrix products
         // (`cpu::run_prefill_cpu`). A decode step in f32 without a soft cap runs in the same fused kernel
-        // (`cpu_kernels::attention`, the query heads of a key head as one block): with 16 sequences decoding
+        // (`cpu::run_fused_cpu`, the query heads of a key head as one block): with 16 sequences decoding
         // the row-at-a-time kernel below, one scalar dot product and one exponential per key, took a tenth of
         // the step (vendor/README.md, twenty-fourth change). It stays for f16/bf16 and soft caps.
         if q.device().is_cpu() && seq_len > 1 {
             return cpu::run_prefill_cpu(q, k, v, mask, sdpa_params);
         }
-        if q.device().is_cpu() && sdpa_params.softcap.is_none() {
-            if let Some(out) =
-                crate::cpu_kernels::attention(q, k, v, mask, sdpa_params.softmax_scale, sdpa_params.n_kv_groups)?
-            {
+        if q.device().is_cpu() {
+            if let Some(out) = cpu::run_fused_cpu(q, k, v, mask, sdpa_params)? {
                 return Ok(out);
             }
         }

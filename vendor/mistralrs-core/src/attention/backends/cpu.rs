@@ -368,6 +368,21 @@ const PREFILL_SCORE_BYTES: usize = 8 << 20;
 /// products and the softmax per block of query rows (eighteenth change); the chunked products below stay for the
 /// rest (f16/bf16, Gemma 2's soft cap).
 ///
+/// `cpu_kernels::attention` (fused, f32) for a prompt or a decode step, in the same layout as `run_prefill_cpu`;
+/// `None` where it does not apply: a soft cap, another dtype.
+pub fn run_fused_cpu(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    sdpa_params: &SdpaParams,
+) -> Result<Option<Tensor>> {
+    if sdpa_params.softcap.is_some() {
+        return Ok(None);
+    }
+    crate::cpu_kernels::attention(q, k, v, mask, sdpa_params.softmax_scale, sdpa_params.n_kv_groups)
+}
+
 /// Shapes: q (b, heads, q_len, d), k and v (b, kv_heads, kv_len, d); mask broadcastable to
 /// (b, heads, q_len, kv_len) or (q_len, kv_len). Returns (b, heads, q_len, d).
 pub fn run_prefill_cpu(
@@ -377,12 +392,8 @@ pub fn run_prefill_cpu(
     mask: Option<&Tensor>,
     sdpa_params: &SdpaParams,
 ) -> Result<Tensor> {
-    if sdpa_params.softcap.is_none() {
-        if let Some(out) =
-            crate::cpu_kernels::attention(q, k, v, mask, sdpa_params.softmax_scale, sdpa_params.n_kv_groups)?
-        {
-            return Ok(out);
-        }
+    if let Some(out) = run_fused_cpu(q, k, v, mask, sdpa_params)? {
+        return Ok(out);
     }
     let (b, heads, q_len, _) = q.dims4()?;
     let kv_len = k.dim(2)?;
