@@ -120,6 +120,22 @@ mod avx2 {
     }
 }
 
+/// The same loops compiled for AVX-512 (LLVM vectorises the exponentials 16 lanes wide): the fused attention's
+/// softmax was 7.5% of a SmolVLM photo's first token on a Zen 5 CPU at 8 lanes. The reductions keep their 8 explicit
+/// lanes, so each row's bits are those of the AVX2 version.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn gelu_tanh_slice(src: &[f32], dst: &mut [f32]) {
+        super::gelu_tanh_slice_generic(src, dst)
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn softmax_row(row: &mut [f32], mask: Option<&[f32]>) {
+        super::softmax_row_generic(row, mask)
+    }
+}
+
 fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -132,7 +148,7 @@ fn has_avx2() -> bool {
     }
 }
 
-/// AVX-512F (the few-rows product's wider kernel), detected once.
+/// AVX-512F (the few-rows product's wider kernel, the 16-lane softmax and GELU), detected once.
 fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -147,6 +163,11 @@ fn has_avx512() -> bool {
 
 fn gelu_tanh_slice(src: &[f32], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
+        return unsafe { avx512::gelu_tanh_slice(src, dst) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked at run time).
         return unsafe { avx2::gelu_tanh_slice(src, dst) };
@@ -155,6 +176,11 @@ fn gelu_tanh_slice(src: &[f32], dst: &mut [f32]) {
 }
 
 fn softmax_row(row: &mut [f32], mask: Option<&[f32]>) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked at run time).
+        return unsafe { avx512::softmax_row(row, mask) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked at run time).

@@ -1,5 +1,6 @@
 use super::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+    QK8_0, QK8_1, QK_K,
 };
 use byteorder::{ByteOrder, LittleEndian};
 use half::f16;
@@ -64,6 +65,31 @@ pub(crate) fn vec_dot_q4_0_q8_0(n: usize, xs: &[BlockQ4_0], ys: &[BlockQ8_0]) ->
             acc = _mm256_fmadd_ps(d, q, acc);
         }
         hsum_float_8(acc)
+    }
+}
+
+/// Glimpse patch: q4_1 against q8_1 (ggml's AVX2 `ggml_vec_dot_q4_1_q8_1`). candle had only the scalar loop, and
+/// `--isq q4k` quantises every matrix whose width is no multiple of 256 to q4_1 (all of SmolVLM-256M's language
+/// model but its down projections), so q4k decoded slower than f32.
+#[inline(always)]
+pub(crate) fn vec_dot_q4_1_q8_1(n: usize, xs: &[BlockQ4_1], ys: &[BlockQ8_1]) -> f32 {
+    debug_assert!(
+        n.is_multiple_of(QK8_1),
+        "vec_dot_q4_1_q8_1: {n} is not divisible by {QK8_1}"
+    );
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        // Each block's minimum times the sum of its input block (q8_1 carries that sum, scaled, in `s`).
+        let mut mins = 0f32;
+        for (x, y) in xs.iter().zip(ys.iter()) {
+            mins += f16::to_f32(x.m) * f16::to_f32(y.s);
+            let d = _mm256_set1_ps(f16::to_f32(x.d) * f16::to_f32(y.d));
+            // The 32 unsigned nibbles (element j and j + 16 share byte j), as bytes in element order.
+            let bx = bytes_from_nibbles_32(x.qs.as_ptr());
+            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(bx, by), acc);
+        }
+        hsum_float_8(acc) + mins
     }
 }
 

@@ -275,7 +275,12 @@ impl GgmlType for BlockQ4_1 {
     const BLCK_SIZE: usize = QK4_1;
     type VecDotType = BlockQ8_1;
 
+    #[allow(unreachable_code)]
     fn vec_dot(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
+        // Glimpse patch: the AVX2 kernel (candle had only the loop below).
+        #[cfg(target_feature = "avx2")]
+        return super::avx::vec_dot_q4_1_q8_1(n, xs, ys);
+
         Self::vec_dot_unopt(n, xs, ys)
     }
 
@@ -2282,7 +2287,13 @@ pub fn matmul<T: GgmlType>(
         "unexpected lhs length {} ({m},{k},{n})",
         lhs.len()
     );
-    // Glimpse patch: q8_0 weights take a product that reads each weight block once per pair of input rows.
+    // Glimpse patch: a prompt's many rows multiply dequantised weights with gemm, whatever the block type
+    // (`dequantised_rows`); q8_0 weights under that take a product that reads each weight block once per pair of
+    // input rows.
+    if !T::DIRECT_COPY && m >= super::dequantised_rows::DEQUANTISE_ROWS && k % T::BLCK_SIZE == 0 {
+        super::dequantised_rows::matmul((m, k, n), lhs, rhs_t, dst);
+        return Ok(());
+    }
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
     if T::DTYPE == GgmlDType::Q8_0 && k % QK8_0 == 0 {
         // SAFETY: BlockQ8_0 is the only GgmlType whose DTYPE is Q8_0, so `rhs_t` is a slice of BlockQ8_0.

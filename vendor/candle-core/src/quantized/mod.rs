@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 #[cfg(target_feature = "avx2")]
 pub mod avx;
+mod dequantised_rows;
 mod dummy_cuda;
 mod dummy_metal;
 pub mod ggml_file;

@@ -1,5 +1,5 @@
 //! Glimpse patch: the q8_0 matrix product on the CPU (`--isq q8_0`), with each weight block read once for two input
-//! rows, and gemm on dequantised weights for a prompt's many rows.
+//! rows. A prompt's many rows go to `dequantised_rows` instead, whatever the block type.
 //!
 //! candle's `k_quants::matmul` takes the input rows one at a time and, for each, walks every weight row through
 //! `vec_dot` (one 8-lane sum per dot product): four sequences decoding together read the whole weight four times,
@@ -9,13 +9,14 @@
 //! SmolVLM-256M's language model (a 2-core Xeon; throwaway side-by-sides and a server's step times, not
 //! committed): a decode step of 4 sequences spent 42 ms in these products with groups of four rows and 25 ms with
 //! pairs (in a side-by-side outside the server four were faster, 21 against 26 ms: the server decides); candle's
-//! own took 52 ms. From `DEQUANTISE_ROWS` rows on, dequantising to f32 and gemm win (`dequantised_product`).
+//! own took 52 ms.
 //!
-//! Below `DEQUANTISE_ROWS`, each row's sum runs in one order whatever the other rows (two 8-lane sums over the even
-//! and odd blocks, added at the end), so a decoding sequence's result has the same bits alone as beside others. It
-//! differs from candle's `vec_dot_q8_0_q8_0` (one sum over all blocks) by f32 rounding only.
+//! Each row's sum runs in one order whatever the other rows (two 8-lane sums over the even and odd blocks, added at
+//! the end), so a decoding sequence's result has the same bits alone as beside others. It differs from candle's
+//! `vec_dot_q8_0_q8_0` (one sum over all blocks) by f32 rounding only.
 
 use super::avx::{hsum_float_8, mul_sum_us8_pairs_float};
+use super::dequantised_rows::OutPtr;
 use super::k_quants::{BlockQ8_0, GgmlType, QK8_0};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -32,15 +33,6 @@ const TASK_BYTES: usize = 32 * 1024;
 /// it, 28 against 18 for four (2 or 8 KiB ahead measured the same).
 const PREFETCH_BYTES: usize = 4096;
 
-/// From this many input rows (a prompt's prefill) the weights are dequantised, a few hundred rows at a time, and
-/// multiplied by gemm's f32 kernels: level with the q8_0 kernel at 32 rows, 1.3× faster at 64 and 1.8× at 256
-/// over SmolVLM-256M's matrices (dequantising them all costs about what ten rows of the q8_0 kernel do).
-const DEQUANTISE_ROWS: usize = 32;
-
-/// Weight rows dequantised at a time by `dequantised_product`: with k = 1,536 (a feed-forward's down projection)
-/// 1.5 MB of f32, which stays in the L2 cache while gemm reads it.
-const DEQUANTISED_COLS: usize = 256;
-
 /// `dst = lhs · rhs_tᵀ` for f32 `lhs` (m × k) and q8_0 `rhs_t` (n rows of k / 32 blocks), `dst` m × n.
 pub(crate) fn matmul((m, k, n): (usize, usize, usize), lhs: &[f32], rhs_t: &[BlockQ8_0], dst: &mut [f32]) {
     let blocks = k / QK8_0;
@@ -48,9 +40,6 @@ pub(crate) fn matmul((m, k, n): (usize, usize, usize), lhs: &[f32], rhs_t: &[Blo
     debug_assert_eq!(rhs_t.len(), n * blocks);
     debug_assert_eq!(lhs.len(), m * k);
     debug_assert_eq!(dst.len(), m * n);
-    if m >= DEQUANTISE_ROWS {
-        return dequantised_product((m, k, n), lhs, rhs_t, dst);
-    }
     let mut lhs_q = vec![BlockQ8_0::zeros(); m * blocks];
     for (row, row_q) in lhs.chunks_exact(k).zip(lhs_q.chunks_exact_mut(blocks)) {
         BlockQ8_0::from_float(row, row_q);
@@ -72,45 +61,6 @@ pub(crate) fn matmul((m, k, n): (usize, usize, usize), lhs: &[f32], rhs_t: &[Blo
             row += group;
         }
     });
-}
-
-/// `matmul` for many input rows: each task dequantises `DEQUANTISED_COLS` weight rows to f32 and has gemm multiply
-/// the (unquantised) input rows by them into its columns of dst. The input is not rounded to q8_0 here, so a prompt's
-/// rows are slightly more exact than a decode step's.
-fn dequantised_product((m, k, n): (usize, usize, usize), lhs: &[f32], rhs_t: &[BlockQ8_0], dst: &mut [f32]) {
-    let blocks = k / QK8_0;
-    let out = OutPtr(dst.as_mut_ptr());
-    (0..n.div_ceil(DEQUANTISED_COLS)).into_par_iter().for_each(|task| {
-        let cols = task * DEQUANTISED_COLS..((task + 1) * DEQUANTISED_COLS).min(n);
-        let mut weights = vec![0f32; cols.len() * k];
-        BlockQ8_0::to_float(&rhs_t[cols.start * blocks..cols.end * blocks], &mut weights);
-        // SAFETY: dst is m × n row-major and this task writes only its columns `cols` (m rows from column
-        // cols.start, row stride n); lhs is m × k row-major, weights cols.len() × k row-major, read as k × cols.len().
-        unsafe {
-            gemm::gemm(
-                m, cols.len(), k,
-                out.get().add(cols.start), 1, n as isize, false,
-                lhs.as_ptr(), 1, k as isize,
-                weights.as_ptr(), k as isize, 1,
-                0.0, 1.0, false, false, false,
-                gemm::Parallelism::None,
-            );
-        }
-    });
-}
-
-/// The destination, shared by the tasks, each writing its own columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: the tasks write disjoint elements (their own columns), and `matmul` holds `&mut dst` until they finish.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// The pointer, through a method so that closures capture the whole (Send) `OutPtr`, not its raw field.
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Input rows `first..first + R` against weight rows `cols`, written to dst's columns `cols`. Not inlined into the

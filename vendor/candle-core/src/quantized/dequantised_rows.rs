@@ -1,0 +1,67 @@
+//! Glimpse patch: a quantised matrix product over many input rows (a prompt's prefill) as gemm's f32 product on
+//! weights dequantised a few hundred rows at a time.
+//!
+//! candle's `k_quants::matmul` walks every weight row through `vec_dot` once per input row: a prompt of a thousand
+//! tokens reads and unpacks the whole weight a thousand times and runs 8-lane integer sums where gemm runs its
+//! 16-lane f32 kernels. Dequantising costs about what ten rows of the quantised product do, so from
+//! `DEQUANTISE_ROWS` rows on this wins for every block type (over SmolVLM-256M's matrices in q8_0: level at 32
+//! rows, 1.3× faster at 64 and 1.8× at 256; its prompts of 1,100+ tokens in q4_1/q4k: see vendor/README.md).
+//! The input is not rounded to the weight's dot-product type here, so a prompt's rows are slightly more exact
+//! than a decode step's.
+
+use super::k_quants::GgmlType;
+use rayon::prelude::*;
+
+/// From this many input rows the weights are dequantised and multiplied by gemm.
+pub(crate) const DEQUANTISE_ROWS: usize = 32;
+
+/// At most this many weight rows are dequantised at a time: with k = 1,536 (a feed-forward's down projection)
+/// 1.5 MB of f32, which stays in the L2 cache while gemm reads it.
+const MAX_TASK_COLS: usize = 256;
+
+/// `dst = lhs · rhs_tᵀ` for f32 `lhs` (m × k), `rhs_t` n rows of k / `T::BLCK_SIZE` blocks, `dst` m × n.
+/// k must be a whole number of blocks.
+pub(crate) fn matmul<T: GgmlType>((m, k, n): (usize, usize, usize), lhs: &[f32], rhs_t: &[T], dst: &mut [f32]) {
+    let blocks = k / T::BLCK_SIZE;
+    debug_assert_eq!(k % T::BLCK_SIZE, 0, "weight rows are whole blocks");
+    debug_assert_eq!(rhs_t.len(), n * blocks);
+    debug_assert_eq!(lhs.len(), m * k);
+    debug_assert_eq!(dst.len(), m * n);
+    // As many tasks as threads (or a multiple), so that a 576-wide matrix on 2 threads is 4 × 144 columns, not
+    // 256 + 256 + 64 with one thread idle for a third of the time.
+    let threads = rayon::current_num_threads().max(1);
+    let tasks = n.div_ceil(MAX_TASK_COLS).div_ceil(threads) * threads;
+    let task_cols = n.div_ceil(tasks).max(1);
+    let out = OutPtr(dst.as_mut_ptr());
+    (0..n.div_ceil(task_cols)).into_par_iter().for_each(|task| {
+        let cols = task * task_cols..((task + 1) * task_cols).min(n);
+        let mut weights = vec![0f32; cols.len() * k];
+        T::to_float(&rhs_t[cols.start * blocks..cols.end * blocks], &mut weights);
+        // SAFETY: dst is m × n row-major and this task writes only its columns `cols` (m rows from column
+        // cols.start, row stride n); lhs is m × k row-major, weights cols.len() × k row-major, read as k × cols.len().
+        unsafe {
+            gemm::gemm(
+                m, cols.len(), k,
+                out.get().add(cols.start), 1, n as isize, false,
+                lhs.as_ptr(), 1, k as isize,
+                weights.as_ptr(), k as isize, 1,
+                0.0, 1.0, false, false, false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+}
+
+/// The destination, shared by the tasks, each writing its own columns.
+#[derive(Clone, Copy)]
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: the tasks write disjoint elements (their own columns), and the products hold `&mut dst` until they finish.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// The pointer, through a method so that closures capture the whole (Send) `OutPtr`, not its raw field.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
