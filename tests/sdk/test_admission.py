@@ -3,7 +3,8 @@ more wait at most `--max-queue-wait`, and the rest get `429 RESOURCE_EXHAUSTED` 
 request bodies beyond `--max-inflight-bytes` are refused before they are read; a request whose images hold more
 than `--max-request-pixels` together is a 400 before any is decoded; a generation past `--request-timeout` is
 stopped with 504 (an error event once its stream has started) and frees its slot. Long answers come from the fixture model
-held to a JSON schema that only ends at the token limit (about two seconds)."""
+held to a JSON schema that only ends at the token limit (0.8–2 s, depending on the CPU: the time limit tested is
+shorter than that)."""
 
 from __future__ import annotations
 
@@ -133,13 +134,13 @@ def test_the_pixels_of_all_images_together_are_bounded(tmp_path):
 
 
 def test_a_request_over_the_time_limit_is_stopped_with_504(tmp_path):
-    server = start_server(tmp_path, "timeout", ["--request-timeout", "0.8", "--max-concurrent", "1"])
+    server = start_server(tmp_path, "timeout", ["--request-timeout", "0.3", "--max-concurrent", "1"])
     try:
         start = time.monotonic()
         r = httpx.post(f"{server.url}/v1beta/models/m:generateContent", json=LONG, headers=HEADERS, timeout=60)
         assert time.monotonic() - start < 2.0
         sdkutil.assert_google_error(r, 504, "DEADLINE_EXCEEDED")
-        assert "0.8 s" in r.json()["error"]["message"]
+        assert "0.3 s" in r.json()["error"]["message"]
         # A stream that has started ends with the error as its last event, on every surface.
         stream, _, lines = started_stream(server.url)
         last = finish(stream, lines)
