@@ -2,10 +2,10 @@
 //! weights dequantised a few hundred rows at a time.
 //!
 //! candle's `k_quants::matmul` walks every weight row through `vec_dot` once per input row: a prompt of a thousand
-//! tokens reads and unpacks the whole weight a thousand times and runs 8-lane integer sums where gemm runs its
-//! 16-lane f32 kernels. Dequantising costs about what ten rows of the quantised product do, so from
+//! tokens reads and unpacks the whole weight a thousand times and runs 8-lane integer sums, where gemm's f32
+//! kernels reuse each loaded weight across many rows. Dequantising costs about what ten rows of the quantised product do, so from
 //! `DEQUANTISE_ROWS` rows on this wins for every block type (over SmolVLM-256M's matrices in q8_0: level at 32
-//! rows, 1.3× faster at 64 and 1.8× at 256; its prompts of 1,100+ tokens in q4_1/q4k: see vendor/README.md).
+//! rows, 1.3× faster at 64 and 1.8× at 256; its photo prompts in q4_1/q4k: see vendor/README.md).
 //! The input is not rounded to the weight's dot-product type here, so a prompt's rows are slightly more exact
 //! than a decode step's.
 
