@@ -354,20 +354,6 @@ where
 /// mimalloc's huge-object size (16 MiB), so that the chunks reuse memory instead of faulting in fresh pages.
 const PREFILL_SCORE_BYTES: usize = 8 << 20;
 
-/// Glimpse patch: attention for a prompt step on the CPU, as matrix products.
-///
-/// `flash_attn_cpu` below walks one query row at a time over every key with scalar arithmetic: for a vision
-/// tower's 1,024 patches per tile or a prompt of a thousand tokens that was most of the time to first token
-/// (vendor/README.md, fourteenth change). Here the
-/// scores of a chunk of query rows are one batched matrix product (candle's gemm, all cores), the mask is
-/// added, the softmax is taken over the keys and a second product applies it to the values: the same
-/// arithmetic, in f32 for f32 models, in blocks the CPU's vector units run at full speed. The chunk is
-/// bounded in bytes (`PREFILL_SCORE_BYTES`) so that a long prompt does not hold a full score matrix.
-///
-/// f32 without a soft cap (every model Glimpse runs in f32) goes to `cpu_kernels::attention`, which fuses the two
-/// products and the softmax per block of query rows (eighteenth change); the chunked products below stay for the
-/// rest (f16/bf16, Gemma 2's soft cap).
-///
 /// `cpu_kernels::attention` (fused, f32) for a prompt or a decode step, in the same layout as `run_prefill_cpu`;
 /// `None` where it does not apply: a soft cap, another dtype.
 pub fn run_fused_cpu(
@@ -383,6 +369,20 @@ pub fn run_fused_cpu(
     crate::cpu_kernels::attention(q, k, v, mask, sdpa_params.softmax_scale, sdpa_params.n_kv_groups)
 }
 
+/// Glimpse patch: attention for a prompt step on the CPU, as matrix products.
+///
+/// `flash_attn_cpu` below walks one query row at a time over every key with scalar arithmetic: for a vision
+/// tower's 1,024 patches per tile or a prompt of a thousand tokens that was most of the time to first token
+/// (vendor/README.md, fourteenth change). Here the
+/// scores of a chunk of query rows are one batched matrix product (candle's gemm, all cores), the mask is
+/// added, the softmax is taken over the keys and a second product applies it to the values: the same
+/// arithmetic, in f32 for f32 models, in blocks the CPU's vector units run at full speed. The chunk is
+/// bounded in bytes (`PREFILL_SCORE_BYTES`) so that a long prompt does not hold a full score matrix.
+///
+/// f32 without a soft cap (every model Glimpse runs in f32) goes to `cpu_kernels::attention`, which fuses the two
+/// products and the softmax per block of query rows (eighteenth change); the chunked products below stay for the
+/// rest (f16/bf16, Gemma 2's soft cap).
+///
 /// Shapes: q (b, heads, q_len, d), k and v (b, kv_heads, kv_len, d); mask broadcastable to
 /// (b, heads, q_len, kv_len) or (q_len, kv_len). Returns (b, heads, q_len, d).
 pub fn run_prefill_cpu(
