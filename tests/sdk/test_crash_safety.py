@@ -162,12 +162,15 @@ def test_sigkill_loses_nothing_acknowledged_and_leaves_nothing_behind(tmp_path):
         file = send(url, CHUNK, cut[CHUNK:], True).json()["file"]
         assert (file["state"], file["sha256Hash"]) == ("ACTIVE", sha256_b64(cut))
         # Each upload in flight resumes from where the server got to (what it acknowledged, or one more chunk
-        # whose answer the kill swallowed), or is cleanly gone; finished, it holds exactly its bytes.
-        resumed = 0
+        # whose answer the kill swallowed), or is gone because that chunk was its last and the server finalized
+        # it (the file is listed below); finished, it holds exactly its bytes.
+        resumed, swallowed = 0, []
         for uploader in (u for u in uploaders if u.url and not u.file):
             url = moved(uploader.url, base)
             query = httpx.post(url, headers={"X-Goog-Upload-Command": "query"})
             if query.status_code == 404:
+                assert uploader.acknowledged + CHUNK >= len(uploader.data), "an unfinished upload was lost"
+                swallowed.append(sha256_b64(uploader.data))
                 continue
             resumed += 1
             received = int(query.headers["x-goog-upload-size-received"])
@@ -180,8 +183,11 @@ def test_sigkill_loses_nothing_acknowledged_and_leaves_nothing_behind(tmp_path):
         assert r.status_code == 200, r.text
         # The client deletes every file; an upload it abandons is swept below.
         start_upload(base, 1000)
-        names = [f["name"] for f in httpx.get(f"{base}/v1beta/files?pageSize=100", headers=HEADERS).json()["files"]]
-        assert len(names) == len(done) + len(finished) + 1 + resumed
+        files = httpx.get(f"{base}/v1beta/files?pageSize=100", headers=HEADERS).json()["files"]
+        listed = {f["sha256Hash"] for f in files if f["state"] == "ACTIVE"}
+        assert all(h in listed for h in swallowed), "a finalize whose answer the kill swallowed left no file"
+        names = [f["name"] for f in files]
+        assert len(names) == len(done) + len(finished) + 1 + resumed + len(swallowed)
         for name in names:
             assert httpx.delete(f"{base}/v1beta/{name}", headers=HEADERS).status_code == 200
     finally:

@@ -369,18 +369,26 @@ impl FileStore {
 
     /// Ends an upload without a file: its row, its chunk rows and their blobs. Whether this call ended it
     /// (another replica, or a finalize, may have been first).
+    ///
+    /// The blobs go before the row that leads to them: a process killed in between leaves the upload's row, and
+    /// the next discard (a finalize sent again, the sweeper) ends it. The other order left a killed process's
+    /// chunks under a prefix nothing refers to, for good.
     pub async fn discard(&self, session: &UploadSession) -> Result<bool, GlimpseError> {
+        // Every chunk blob lives under the upload's prefix: the listed ones, and one a killed process wrote
+        // without recording it.
+        let chunks = upload_prefix(&session.id);
+        self.blobs.delete_under(&chunks).await?;
+        // The file a killed finalize assembled without publishing it (a published one has its row).
+        let key = file_key(&session.project, &session.id);
+        let published = self.db.file(&session.project, &session.file_id).await?;
+        if published.and_then(|file| file.blob_key).as_deref() != Some(key.as_str()) {
+            self.blobs.delete(&key).await?;
+        }
         let ended = self.db.delete_upload(&session.id).await?;
         if ended {
-            // Every chunk blob lives under the upload's prefix: the listed ones, and one a killed process wrote
-            // without recording it.
-            self.blobs.delete_under(&upload_prefix(&session.id)).await?;
-            // The file a killed finalize assembled without publishing it (a published one has its row).
-            let key = file_key(&session.project, &session.id);
-            let published = self.db.file(&session.project, &session.file_id).await?;
-            if published.and_then(|file| file.blob_key).as_deref() != Some(key.as_str()) {
-                self.blobs.delete(&key).await?;
-            }
+            // A chunk another request wrote and recorded while the blobs above were deleted (one recorded after
+            // the row went is refused, and its writer deletes it).
+            self.blobs.delete_under(&chunks).await?;
         }
         Ok(ended)
     }
