@@ -5,6 +5,7 @@
 //! edges a model rarely reaches (masked and fully masked rows, saturated GELU inputs).
 
 use candle_core::{DType, Device, Tensor, D};
+use candle_core::cpu::product_layout::weight_in_place;
 use mistralrs_core::cpu_kernels::{attention, exp, few_rows, gelu_tanh, linear, linear_nn, linear_unbiased};
 use mistralrs_quant::{QuantMethod, QuantMethodConfig, UnquantLinear};
 
@@ -194,23 +195,23 @@ fn a_few_sequences_decoding_together_match_the_layer_and_get_the_bits_they_get_a
     let cpu = &Device::Cpu;
     let to_vec = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // A language model's shapes, small: one thread (a length that is no multiple of the vector width), and enough
-    // work to be split over the pool. Rows the few-rows product takes (`fits`: up to 8 with AVX2, 32 with AVX-512)
-    // get the bits they get alone; other rows up to 32 go to gemm's column-major product (within rounding), more
-    // than 32 to candle's (the same bits).
-    for (outputs, hidden) in [(300, 97), (1100, 520)] {
+    // work to be split over the pool; and a large one (Qwen's 2,048 × 2,048). Rows the few-rows product takes
+    // (`fits`: up to 8 with AVX2, 32 with AVX-512) get the bits they get alone; other rows up to `product_layout`'s
+    // count go to gemm's column-major product (within rounding), more to candle's (the same bits).
+    for (outputs, hidden, most_rows) in [(300, 97, 60), (1100, 520, 60), (2048, 2048, 170)] {
         let w = Tensor::randn(0f32, 1.0, (outputs, hidden), cpu).unwrap();
         let layer = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, None))).unwrap();
         // Decode steps come as (sequences, 1, hidden).
-        let inputs = Tensor::randn(0f32, 1.0, (40, 1, hidden), cpu).unwrap();
+        let inputs = Tensor::randn(0f32, 1.0, (most_rows, 1, hidden), cpu).unwrap();
         let alone: Vec<Vec<f32>> =
-            (0..40).map(|i| to_vec(&linear_unbiased(&layer, &inputs.narrow(0, i, 1).unwrap()).unwrap())).collect();
-        for rows in [1, 2, 3, 4, 5, 7, 16, 31, 32, 33, 40] {
+            (0..32).map(|i| to_vec(&linear_unbiased(&layer, &inputs.narrow(0, i, 1).unwrap()).unwrap())).collect();
+        for rows in [1, 2, 3, 4, 5, 7, 16, 31, 32, 33, 48, 49, 60, 160, 161, 170].into_iter().filter(|&r| r <= most_rows) {
             let xs = inputs.narrow(0, 0, rows).unwrap();
             let want = layer.forward(&xs).unwrap();
             let got = linear_unbiased(&layer, &xs).unwrap();
             assert_eq!(got.dims(), want.dims());
             let (got, want) = (to_vec(&got), to_vec(&want));
-            if rows > 32 {
+            if !weight_in_place(rows, outputs, hidden) {
                 assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows: candle's product");
                 continue;
             }

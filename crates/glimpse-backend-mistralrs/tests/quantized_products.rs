@@ -60,10 +60,16 @@ fn product_error(dtype: GgmlDType, rows: usize, k: usize, n: usize) -> (Vec<Vec<
 #[test]
 fn q8_0_products_match_the_exact_product_for_decode_steps_and_prompts() {
     // k = 576 and 1,536 are SmolVLM-256M's; 96 has an odd number of blocks (the kernel's last block on its own);
-    // n = 50 leaves a short last task; 1–31 rows take the q8_0 kernel (pairs and a single row), 32 and 45 the
-    // dequantised product.
-    for (k, n) in [(576, 192), (1536, 50), (96, 700)] {
-        for rows in [1, 2, 3, 4, 7, 31, 32, 45] {
+    // n = 50 leaves a short last task; 1–31 rows take the q8_0 kernel (pairs and a single row), 32, 45 and 300 the
+    // dequantised product; over a large weight (2,048 × 2,048) that product reads the weight in place up to 160
+    // rows (45: padded to 48 for gemm), and packs it from 161.
+    for (k, n, rows) in [
+        (576, 192, &[1, 2, 3, 4, 7, 31, 32, 45, 300][..]),
+        (1536, 50, &[1, 2, 3, 4, 7, 31, 32, 45, 300]),
+        (96, 700, &[1, 2, 3, 4, 7, 31, 32, 45, 300]),
+        (2048, 2048, &[1, 32, 45, 160, 161]),
+    ] {
+        for &rows in rows {
             let (_, error) = product_error(GgmlDType::Q8_0, rows, k, n);
             assert!(error < 1e-5, "{rows} rows, k {k}, n {n}: relative error {error}");
         }

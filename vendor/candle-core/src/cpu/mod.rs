@@ -2,6 +2,7 @@
 
 pub mod erf;
 pub mod kernels;
+pub mod product_layout;
 
 #[allow(unused)]
 trait Cpu<const ARR: usize> {
