@@ -196,16 +196,19 @@ fn a_few_sequences_decoding_together_match_the_layer_and_get_the_bits_they_get_a
     let to_vec = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // A language model's shapes, small: one thread (a length that is no multiple of the vector width), and enough
     // work to be split over the pool; and a large one (Qwen's 2,048 × 2,048). Rows the few-rows product takes
-    // (`fits`: up to 8 with AVX2, 32 with AVX-512) get the bits they get alone; other rows up to `product_layout`'s
-    // count go to gemm's column-major product (within rounding), more to candle's (the same bits).
-    for (outputs, hidden, most_rows) in [(300, 97, 60), (1100, 520, 60), (2048, 2048, 170)] {
+    // (`fits`: up to 8 with AVX2, 32 with AVX-512) get the bits they get alone up to 8 rows, and from 9 (AVX-512:
+    // the rows as a vector's lanes) those they get among 32; other rows up to `product_layout`'s count go to gemm's
+    // column-major product (within rounding), more to candle's (the same bits). A long input (a down projection's
+    // 6,150) takes the lanes kernel where the dot products' input bound sends it to gemm.
+    for (outputs, hidden, most_rows) in [(300, 97, 60), (1100, 520, 60), (2048, 2048, 170), (100, 6150, 40)] {
         let w = Tensor::randn(0f32, 1.0, (outputs, hidden), cpu).unwrap();
         let layer = UnquantLinear::new(QuantMethodConfig::Unquantized(candle_nn::Linear::new(w, None))).unwrap();
         // Decode steps come as (sequences, 1, hidden).
         let inputs = Tensor::randn(0f32, 1.0, (most_rows, 1, hidden), cpu).unwrap();
         let alone: Vec<Vec<f32>> =
             (0..32).map(|i| to_vec(&linear_unbiased(&layer, &inputs.narrow(0, i, 1).unwrap()).unwrap())).collect();
-        for rows in [1, 2, 3, 4, 5, 7, 16, 31, 32, 33, 48, 49, 60, 160, 161, 170].into_iter().filter(|&r| r <= most_rows) {
+        let among_32 = to_vec(&linear_unbiased(&layer, &inputs.narrow(0, 0, 32).unwrap()).unwrap());
+        for rows in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 48, 49, 60, 160, 161, 170].into_iter().filter(|&r| r <= most_rows) {
             let xs = inputs.narrow(0, 0, rows).unwrap();
             let want = layer.forward(&xs).unwrap();
             let got = linear_unbiased(&layer, &xs).unwrap();
@@ -222,7 +225,13 @@ fn a_few_sequences_decoding_together_match_the_layer_and_get_the_bits_they_get_a
                 continue;
             }
             for (i, row) in got.chunks(outputs).enumerate() {
-                assert!(row.iter().zip(&alone[i]).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows: row {i} differs from its product alone");
+                let (reference, among) = if few_rows::as_lanes(rows) {
+                    assert!(few_rows::fits(32, hidden) && few_rows::as_lanes(32));
+                    (&among_32[i * outputs..(i + 1) * outputs], "among 32")
+                } else {
+                    (&alone[i][..], "alone")
+                };
+                assert!(row.iter().zip(reference).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows: row {i} differs from its product {among}");
             }
         }
     }

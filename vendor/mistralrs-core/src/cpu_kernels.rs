@@ -136,29 +136,28 @@ mod avx512 {
     }
 }
 
-fn has_avx2() -> bool {
+/// Whether the CPU has AVX2 and FMA (the 8-lane kernels) and, with `avx512`, AVX-512F too (the few-rows product's
+/// wider kernel, the 16-lane softmax and GELU). `is_x86_feature_detected!` caches what it reads.
+fn has_simd(avx512: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *DETECTED.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && (!avx512 || is_x86_feature_detected!("avx512f"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
+        let _ = avx512;
         false
     }
 }
 
-/// AVX-512F (the few-rows product's wider kernel, the 16-lane softmax and GELU), detected once.
+fn has_avx2() -> bool {
+    has_simd(false)
+}
+
 fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *DETECTED.get_or_init(|| is_x86_feature_detected!("avx512f") && has_avx2())
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    has_simd(true)
 }
 
 fn gelu_tanh_slice(src: &[f32], dst: &mut [f32]) {
@@ -295,12 +294,10 @@ fn column_major_product(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -
 
 /// The row-major `rows × n` matrix whose column `j` is `columns[j * rows..(j + 1) * rows]`.
 fn rows_from_columns(columns: &[f32], rows: usize, n: usize) -> Vec<f32> {
+    assert_eq!(columns.len(), rows * n, "n columns of `rows`");
     let mut out = vec![0f32; rows * n];
-    for (j, column) in columns.chunks_exact(rows).enumerate() {
-        for (i, value) in column.iter().enumerate() {
-            out[i * n + j] = *value;
-        }
-    }
+    // SAFETY: out is rows × n row-major, and columns holds n columns of `rows` (asserted).
+    unsafe { candle_core::cpu::product_layout::columns_into_rows(columns, rows, rows, out.as_mut_ptr(), n, 0) };
     out
 }
 

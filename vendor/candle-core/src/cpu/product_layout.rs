@@ -40,3 +40,35 @@ pub fn dequantised_weight_in_place(rows: usize, n: usize, k: usize) -> bool {
 fn large_in_place(rows: usize, n: usize, k: usize) -> bool {
     rows <= IN_PLACE_ROWS_LARGE && n.saturating_mul(k) >= LARGE_WEIGHT
 }
+
+/// Copies a column-major product (`columns`: each column `column_len` long, of which the first `rows` are kept) into
+/// the row-major `dst` (row stride `stride`), its first column landing in `dst`'s column `first_col`: gemm writes a
+/// product whose weight it read in place column by column.
+///
+/// # Safety
+/// `dst` must be valid for writes at `i * stride + first_col + j` for every `i < rows` and
+/// `j < columns.len() / column_len`, and nothing else may access those elements meanwhile.
+pub unsafe fn columns_into_rows(columns: &[f32], column_len: usize, rows: usize, dst: *mut f32, stride: usize, first_col: usize) {
+    debug_assert!(rows <= column_len);
+    for (j, column) in columns.chunks_exact(column_len).enumerate() {
+        for (i, &value) in column[..rows].iter().enumerate() {
+            *dst.add(i * stride + first_col + j) = value;
+        }
+    }
+}
+
+/// f32 lanes of the widest vectors (AVX-512): `transposed_padded` rounds the rows up to a multiple of them.
+const LANES: usize = 16;
+
+/// `lhs` (m × k row-major) as `rows` × k column-major, `rows` being m rounded up to whole vectors (zero past m):
+/// the layout gemm's kernel reads without packing it, and each column one or more whole vectors.
+pub fn transposed_padded(lhs: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let rows = m.next_multiple_of(LANES);
+    let mut lhs_t = vec![0f32; rows * k];
+    for (i, row) in lhs.chunks_exact(k).enumerate() {
+        for (p, &v) in row.iter().enumerate() {
+            lhs_t[p * rows + i] = v;
+        }
+    }
+    lhs_t
+}

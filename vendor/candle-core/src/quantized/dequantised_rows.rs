@@ -11,6 +11,7 @@
 //! weights where they lie (a 36-token prompt over Qwen2.5-VL-3B's q8_0 matrices: 1.2 s against 2.8 s packing them).
 
 use super::k_quants::GgmlType;
+use crate::cpu::product_layout;
 use rayon::prelude::*;
 
 /// From this many input rows the weights are dequantised and multiplied by gemm.
@@ -35,7 +36,7 @@ pub(crate) fn matmul<T: GgmlType>((m, k, n): (usize, usize, usize), lhs: &[f32],
     let task_cols = n.div_ceil(tasks).max(1);
     let out = OutPtr(dst.as_mut_ptr());
     // For large weights, the input transposed once for every task (`product_layout`).
-    let lhs_t = crate::cpu::product_layout::dequantised_weight_in_place(m, n, k).then(|| transposed(lhs, m, k));
+    let lhs_t = product_layout::dequantised_weight_in_place(m, n, k).then(|| product_layout::transposed_padded(lhs, m, k));
     (0..n.div_ceil(task_cols)).into_par_iter().for_each(|task| {
         let cols = task * task_cols..((task + 1) * task_cols).min(n);
         let mut weights = vec![0f32; cols.len() * k];
@@ -60,7 +61,7 @@ pub(crate) fn matmul<T: GgmlType>((m, k, n): (usize, usize, usize), lhs: &[f32],
 }
 
 /// One task's product with its dequantised `weights` (`cols` of dst) read where they lie: gemm writes it column by
-/// column, and it is copied into dst's rows. `lhs_t` is the input from `transposed`.
+/// column, and it is copied into dst's rows. `lhs_t` is the input from `product_layout::transposed_padded`.
 fn product_in_place(lhs_t: &[f32], m: usize, k: usize, weights: &[f32], out: OutPtr, n: usize, cols: std::ops::Range<usize>) {
     let rows = lhs_t.len() / k;
     let mut product = vec![0f32; rows * cols.len()];
@@ -76,28 +77,8 @@ fn product_in_place(lhs_t: &[f32], m: usize, k: usize, weights: &[f32], out: Out
             gemm::Parallelism::None,
         );
     }
-    for (j, column) in product.chunks_exact(rows).enumerate() {
-        for (i, &v) in column[..m].iter().enumerate() {
-            // SAFETY: dst is m × n row-major; this task writes only its columns `cols`, i < m.
-            unsafe { *out.get().add(i * n + cols.start + j) = v };
-        }
-    }
-}
-
-/// f32 lanes of gemm's widest vectors (AVX-512): the transposed input is padded to a multiple of them.
-const LANES: usize = 16;
-
-/// `lhs` (m × k row-major) as `rows` × k column-major, `rows` being m rounded up to whole vectors (zero past m):
-/// the layout gemm's kernel reads without packing it.
-fn transposed(lhs: &[f32], m: usize, k: usize) -> Vec<f32> {
-    let rows = m.next_multiple_of(LANES);
-    let mut lhs_t = vec![0f32; rows * k];
-    for (i, row) in lhs.chunks_exact(k).enumerate().take(m) {
-        for (p, &v) in row.iter().enumerate() {
-            lhs_t[p * rows + i] = v;
-        }
-    }
-    lhs_t
+    // SAFETY: dst is m × n row-major; this task writes only its columns `cols` (product has cols.len() columns).
+    unsafe { product_layout::columns_into_rows(&product, rows, m, out.get(), n, cols.start) };
 }
 
 /// The destination, shared by the tasks, each writing its own columns.

@@ -8,23 +8,32 @@
 //! request's tokens/s. Here every weight row is read once, front to back, and multiplied into the input rows'
 //! sums; the input rows stay in the core's nearest caches.
 //!
-//! Two kernels, chosen at run time, measured on different machines:
-//! - **AVX-512** (`avx512`): 3 weight rows side by side against blocks of 8 input rows (24 sums in registers, 11
-//!   loads per 24 multiply-adds), the weight prefetched 4 KiB ahead, up to 32 rows. On a 2-core Intel Xeon
-//!   (Sapphire Rapids) over every matrix of SmolVLM-256M's language model, weights streaming from memory (a
+//! Three kernels, chosen at run time, measured on different machines:
+//! - **AVX-512, 1 to 8 rows** (`avx512::weight_rows`): 3 weight rows side by side against blocks of 8 input rows
+//!   (24 sums in registers, 11 loads per 24 multiply-adds), the weight prefetched 4 KiB ahead. On a 2-core Intel
+//!   Xeon (Sapphire Rapids) over every matrix of SmolVLM-256M's language model, weights streaming from memory (a
 //!   side-by-side, not committed): 1 / 4 / 8 / 16 / 32 rows 29 / 33 / 38 / 46 / 65 ms, against the AVX2 kernel's
 //!   32 / 44 / 51 / 61 / 110 ms and gemm's 46 / 69 / 67 / 68 / 73 ms; Qwen3-VL-2B's 8 / 16 rows 308 / 446 ms
 //!   against gemm's 481 / 502. Without the prefetch the same kernel was 20% slower from 4 rows up: the
 //!   multiply-adds and the loads from memory did not overlap.
+//! - **AVX-512, 9 to 32 rows** (`avx512::input_lanes`): the input transposed so that its rows are the lanes of one
+//!   or two vectors; each weight element is broadcast against all of them, 8 weight rows at a time. The dot-product
+//!   kernel reads the whole input from the core's second cache once per 3 weight rows, and with 16 rows of Qwen's
+//!   2,048 that, not the memory, bounded it: on a 2-core AMD EPYC (Zen 5) over one Qwen3-VL-2B layer's matrices,
+//!   weights from memory (a side-by-side, not committed), 16 rows took 9.6–10 ms against the dot products'
+//!   23–47 ms (this machine's speed drifts), 32 rows 17 against 36; SmolVLM-256M's 16 rows 1.1 against 2.3–2.4 ms.
+//!   At 8 rows and fewer the dot products win (10.5 against 16 ms).
 //! - **AVX2 + FMA** (`avx2`): one weight row at a time against blocks of 4 input rows, up to 8 rows. Reading one
 //!   weight row at a time mattered on the AMD EPYC it was measured on: the same kernel reading 2 or 3 weight rows
 //!   side by side (more sums per load, no prefetch) streamed at half the speed once the weights no longer fit in
 //!   the caches (a side-by-side over SmolVLM-256M's and Qwen3-VL-2B's matrices, not committed).
 //!
-//! Each output is the dot product of one input row and one weight row summed in one order whatever the other
-//! rows (AVX-512: one 16-lane sum over `k`, the lanes added in a fixed tree; AVX2: two 8-lane sums over alternate
-//! vectors of `k`, added, the lanes added pairwise, then the remainder): a sequence's logits have the same bits
-//! whether it decodes alone or beside others, while its batch is one this product takes (`fits`).
+//! A row's result never depends on the other rows: each output is the dot product of one input row and one weight
+//! row summed in one order (the dot-product kernels: one 16-lane sum over `k`, the lanes added in a fixed tree, or
+//! two 8-lane sums over alternate vectors of `k`, added, the lanes added pairwise, then the remainder; the lanes
+//! kernel: one sum over `k` in order). So a sequence's logits have the same bits whether it decodes alone or beside
+//! up to 7 others, and the same bits in any batch of 9 to 32 (`as_lanes`), while its batch is one this product
+//! takes (`fits`); between the two they differ by rounding.
 
 use rayon::prelude::*;
 
@@ -38,18 +47,40 @@ const MAX_ROWS: usize = 8;
 /// matrices).
 const MAX_INPUT: usize = 12 * 1024;
 
-/// Most rows the AVX-512 kernel takes: at 32 rows of SmolVLM-256M it took 65 ms over the language model's matrices
-/// against gemm's 79; beyond, gemm's packed products are left to win.
-const AVX512_MAX_ROWS: usize = 32;
+/// Most rows the AVX-512 dot-product kernel takes; more go to the lanes kernel.
+const AVX512_DOT_ROWS: usize = 8;
 
-/// Most input elements for the AVX-512 kernel (192 KiB of rows, in the core's second cache): Qwen3-VL-2B's 32 rows
-/// of 2,048 took 680 ms there against gemm's 599, its 8 rows of 6,144 (192 KiB) 308 ms against 481, over its matrices.
+/// Most input elements for the AVX-512 dot-product kernel (192 KiB of rows, in the core's second cache): Qwen3-VL-2B's
+/// 32 rows of 2,048 took 680 ms there against gemm's 599, its 8 rows of 6,144 (192 KiB) 308 ms against 481, over
+/// its matrices.
 const AVX512_MAX_INPUT: usize = 48 * 1024;
+
+/// Most rows the AVX-512 lanes kernel takes (two vectors of input rows); beyond, gemm's packed products.
+const LANES_MAX_ROWS: usize = 32;
+
+/// Most elements of the lanes kernel's transposed input (rows rounded up to 16; 1 MiB, half the core's second
+/// cache): every weight row passes over all of it.
+const LANES_MAX_INPUT: usize = 256 * 1024;
 
 /// Whether `rows` inputs of length `k` are this product's case on this CPU.
 pub fn fits(rows: usize, k: usize) -> bool {
-    let (max_rows, max_input) = if super::has_avx512() { (AVX512_MAX_ROWS, AVX512_MAX_INPUT) } else { (MAX_ROWS, MAX_INPUT) };
-    (1..=max_rows).contains(&rows) && k > 0 && rows * k <= max_input
+    if k == 0 || rows == 0 {
+        return false;
+    }
+    if !super::has_avx512() {
+        return rows <= MAX_ROWS && rows * k <= MAX_INPUT;
+    }
+    if rows <= AVX512_DOT_ROWS {
+        rows * k <= AVX512_MAX_INPUT
+    } else {
+        rows <= LANES_MAX_ROWS && rows.next_multiple_of(16) * k <= LANES_MAX_INPUT
+    }
+}
+
+/// Whether this CPU multiplies `rows` input rows as the lanes of its vectors (`avx512::input_lanes`) rather than by
+/// dot products: a row's bits then depend on which of the two its batch's size picks, never on the other rows.
+pub fn as_lanes(rows: usize) -> bool {
+    rows > AVX512_DOT_ROWS && super::has_avx512()
 }
 
 /// Multiply-adds below which one thread does the whole product: splitting costs more than it saves.
@@ -67,18 +98,28 @@ pub(super) fn product(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> 
     }
     #[cfg(target_arch = "x86_64")]
     {
-        let kernel: unsafe fn(&[f32], &[f32], usize, usize, &mut [f32]) =
-            if super::has_avx512() { avx512::weight_rows } else { avx2::weight_rows };
+        let lanes_input;
+        let (kernel, input, group): (unsafe fn(&[f32], &[f32], usize, usize, &mut [f32]), &[f32], usize) =
+            if as_lanes(rows) {
+                lanes_input = candle_core::cpu::product_layout::transposed_padded(x, rows, k);
+                let kernel = if rows <= 16 { avx512::input_lanes::<1> } else { avx512::input_lanes::<2> };
+                (kernel, &lanes_input, avx512::LANES_WEIGHT_ROWS)
+            } else if super::has_avx512() {
+                (avx512::weight_rows, x, 1)
+            } else {
+                (avx2::weight_rows, x, 1)
+            };
         // Column j of the result, all rows, lies at out_t[j * rows..]: a task owns a contiguous range of outputs.
         let mut out_t = vec![0f32; n * rows];
         if n * k * rows < SEQUENTIAL_MACS {
-            // SAFETY: the kernel's instructions were detected above; the lengths were checked against rows, k and n.
-            unsafe { kernel(x, w, k, rows, &mut out_t) };
+            // SAFETY: the kernel's instructions were detected above; the lengths were checked against rows, k and n
+            // (the lanes kernel's input is the transposed one it takes).
+            unsafe { kernel(input, w, k, rows, &mut out_t) };
         } else {
-            let task = (TASK_WEIGHTS / k).max(8).min(n.div_ceil(2 * rayon::current_num_threads())).max(1);
+            let task = (TASK_WEIGHTS / k).max(8).min(n.div_ceil(2 * rayon::current_num_threads())).max(1).next_multiple_of(group);
             out_t.par_chunks_mut(task * rows).zip(w.par_chunks(task * k)).for_each(|(out, weights)| {
                 // SAFETY: as above; each task gets whole weight rows and the matching whole result columns.
-                unsafe { kernel(x, weights, k, rows, out) }
+                unsafe { kernel(input, weights, k, rows, out) }
             });
         }
         Some(if rows == 1 { out_t } else { super::rows_from_columns(&out_t, rows, n) })
@@ -275,5 +316,69 @@ mod avx512 {
         let halves = _mm_add_ps(_mm256_castps256_ps128(eight), _mm256_extractf128_ps::<1>(eight));
         let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
         _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
+    }
+
+    /// Weight rows the lanes kernel multiplies together (a task takes a multiple of it): 8 weight rows streaming side
+    /// by side from memory, against all of 16 or 32 input rows (8 or 16 sums in registers). Over Qwen3-VL-2B's layer
+    /// matrices (16 rows, weights from memory; a side-by-side, not committed) 4 / 6 / 8 / 12 / 14 weight rows took
+    /// 11.7 / 10.0 / 9.6 / 12.5 / 15.0 ms: more sums per loaded input, but more streams than the memory's
+    /// prefetchers follow. A software prefetch, which the dot-product kernel needs, made it slower here.
+    pub(super) const LANES_WEIGHT_ROWS: usize = 8;
+
+    /// `out_t[j * rows + i] = x[i] · w[j]` with the input transposed (`xt`: `k` groups of `V` vectors, element
+    /// (p, i) at p · 16V + i, zeros past `rows`; `candle_core::cpu::product_layout::transposed_padded`): each weight
+    /// element, broadcast from memory, is multiplied into all the input rows at once (one multiply-add per weight
+    /// element and vector of rows), 8 weight rows at a time, each output summed over `k` in order. The input is read
+    /// from the core's caches once per 8 weight rows, where the dot-product kernel reads it once per 3.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `xt.len() == k * 16 * V`, `rows <= 16 * V`, `w.len()` a multiple of `k`,
+    /// `out_t.len() == w.len() / k * rows`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn input_lanes<const V: usize>(xt: &[f32], w: &[f32], k: usize, rows: usize, out_t: &mut [f32]) {
+        debug_assert!(xt.len() == k * 16 * V && rows <= 16 * V && w.len() % k == 0 && out_t.len() == w.len() / k * rows);
+        let n = w.len() / k;
+        let mut j = 0;
+        while j + LANES_WEIGHT_ROWS <= n {
+            lane_sums::<V, LANES_WEIGHT_ROWS>(xt, w, k, rows, j, out_t);
+            j += LANES_WEIGHT_ROWS;
+        }
+        while j + 4 <= n {
+            lane_sums::<V, 4>(xt, w, k, rows, j, out_t);
+            j += 4;
+        }
+        while j < n {
+            lane_sums::<V, 1>(xt, w, k, rows, j, out_t);
+            j += 1;
+        }
+    }
+
+    /// Weight rows `j0..j0 + W` against every input row: `W × V` sums of 16 lanes, written to their columns of `out_t`.
+    #[inline(always)]
+    unsafe fn lane_sums<const V: usize, const W: usize>(xt: &[f32], w: &[f32], k: usize, rows: usize, j0: usize, out_t: &mut [f32]) {
+        debug_assert!((j0 + W) * k <= w.len() && (j0 + W) * rows <= out_t.len());
+        let xp = xt.as_ptr();
+        let wp = w.as_ptr().add(j0 * k);
+        let mut sums = [[_mm512_setzero_ps(); V]; W];
+        for p in 0..k {
+            let mut xv = [_mm512_setzero_ps(); V];
+            for v in 0..V {
+                xv[v] = _mm512_loadu_ps(xp.add((p * V + v) * 16));
+            }
+            for q in 0..W {
+                let weight = _mm512_set1_ps(*wp.add(q * k + p));
+                for v in 0..V {
+                    sums[q][v] = _mm512_fmadd_ps(xv[v], weight, sums[q][v]);
+                }
+            }
+        }
+        for q in 0..W {
+            for v in 0..V {
+                // The rows this vector holds (V = 2 only for more than 16 rows, so at least one), stored under a mask.
+                let lanes = rows.saturating_sub(v * 16).min(16);
+                let mask = ((1u32 << lanes) - 1) as __mmask16;
+                _mm512_mask_storeu_ps(out_t.as_mut_ptr().add((j0 + q) * rows + v * 16), mask, sums[q][v]);
+            }
+        }
     }
 }
