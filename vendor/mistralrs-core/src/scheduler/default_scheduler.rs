@@ -80,6 +80,10 @@ fn bucket_key(seq: &Sequence) -> BucketKey {
     (seq.len(), image_prompt, seq.token_offset())
 }
 
+/// Glimpse patch: how many tokens behind the next bucket a decoding bucket may be and still run alone until it
+/// catches up (a step of a smaller batch each), rather than take turns with it for the rest of the answers.
+const CATCH_UP_TOKENS: usize = 16;
+
 struct FixedBucketingManager;
 
 impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
@@ -116,7 +120,14 @@ impl<Backer: FcfsBacker> BucketingManager<Backer> for FixedBucketingManager {
                 .keys()
                 .min_by_key(|(x, _, _)| *x)
                 .expect("No sequence buckets.");
-            let len = if !discrete {
+            // Glimpse patch: decoding sequences a few tokens behind the others catch up, rather than take turns
+            // with them by urgency for the rest of their answers. Requests sent together but prefilled in two
+            // steps are one token apart; taking turns, each group read every weight once per step of its own, and
+            // 4 SmolVLM-256M answers at once took 4.7-5.9 s instead of 2.5-3.1 in about half the runs.
+            let next = seq_buckets.keys().map(|(x, _, _)| *x).filter(|x| *x > min.0).min();
+            let decoding = seq_buckets.values().flatten().all(|seq| !seq.is_prompt());
+            let catch_up = decoding && next.is_some_and(|next| next - min.0 <= CATCH_UP_TOKENS);
+            let len = if !discrete && !catch_up {
                 seq_priorities
                     .iter()
                     .max_by(|(_, a), (_, b)| a.partial_cmp(b).unwrap())
