@@ -22,8 +22,7 @@
 //!   2,048 that, not the memory, bounded it: on a 2-core AMD EPYC (Zen 4, AVX-512) over one Qwen3-VL-2B layer's
 //!   matrices, weights from memory (a side-by-side, not committed), 16 rows took 9.6–10 ms against the dot
 //!   products' 23–47 ms (this machine's speed drifts), 32 rows 17 against 36; SmolVLM-256M's 16 rows 1.1 against
-//!   2.3–2.4 ms.
-//!   At 8 rows and fewer the dot products win (10.5 against 16 ms).
+//!   2.3–2.4 ms. At 8 rows and fewer the dot products win (10.5 against 16 ms).
 //! - **AVX2 + FMA** (`avx2`): one weight row at a time against blocks of 4 input rows, up to 8 rows. Reading one
 //!   weight row at a time mattered on the AMD EPYC it was measured on: the same kernel reading 2 or 3 weight rows
 //!   side by side (more sums per load, no prefetch) streamed at half the speed once the weights no longer fit in
