@@ -2316,22 +2316,31 @@ pub fn matmul<T: GgmlType>(
         }
     }
 
-    for row_idx in 0..m {
-        let lhs_row = &lhs_b[row_idx * k_in_blocks..(row_idx + 1) * k_in_blocks];
-        let dst_row = &mut dst[row_idx * n..(row_idx + 1) * n];
-
-        dst_row
-            .into_par_iter()
-            .enumerate()
-            .with_min_len(128)
-            .with_max_len(512)
-            .for_each(|(col_idx, dst)| {
-                let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
-                *dst = T::vec_dot(k, rhs_col, lhs_row);
-            });
+    // Glimpse patch: candle took the input rows one at a time, each over every weight row, so a decode step of m
+    // sequences read the whole weight from memory m times. Here each task takes a run of consecutive weight rows
+    // (`VEC_DOT_TASK_BYTES`) and multiplies every input row into each while it is in the cache. Each output is the
+    // same `vec_dot` as before, so a sequence's bits do not depend on the others in its step.
+    if dst.len() != m * n {
+        crate::bail!("unexpected dst length {} ({m},{k},{n})", dst.len());
     }
+    let task_cols = (VEC_DOT_TASK_BYTES / (k_in_blocks * std::mem::size_of::<T>()).max(1)).max(1);
+    let out = super::dequantised_rows::OutPtr(dst.as_mut_ptr());
+    (0..n.div_ceil(task_cols)).into_par_iter().for_each(|task| {
+        for col_idx in task * task_cols..((task + 1) * task_cols).min(n) {
+            let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
+            for row_idx in 0..m {
+                let lhs_row = &lhs_b[row_idx * k_in_blocks..(row_idx + 1) * k_in_blocks];
+                // SAFETY: dst is m × n row-major; each task writes only its own columns.
+                unsafe { *out.get().add(row_idx * n + col_idx) = T::vec_dot(k, rhs_col, lhs_row) };
+            }
+        }
+    });
     Ok(())
 }
+
+/// Weight bytes one task of `matmul`'s dot-product loop takes: small enough to stay in the first caches while
+/// every input row passes over them, small enough that one decode step is several tasks per thread.
+const VEC_DOT_TASK_BYTES: usize = 16 * 1024;
 
 pub fn matmul_f16<T: GgmlType>(
     mkn: (usize, usize, usize),

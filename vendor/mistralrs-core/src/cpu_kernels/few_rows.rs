@@ -10,7 +10,8 @@
 //!
 //! Three kernels, chosen at run time, measured on different machines:
 //! - **AVX-512, 1 to 8 rows** (`avx512::weight_rows`): 3 weight rows side by side against blocks of 8 input rows
-//!   (24 sums in registers, 11 loads per 24 multiply-adds), the weight prefetched 4 KiB ahead. On a 2-core Intel
+//!   (24 sums in registers, 11 loads per 24 multiply-adds), the weight prefetched 4 KiB ahead (one row: one weight
+//!   row at a time, not prefetched; see `avx512::weight_rows`). On a 2-core Intel
 //!   Xeon (Sapphire Rapids) over every matrix of SmolVLM-256M's language model, weights streaming from memory (a
 //!   side-by-side, not committed): 1 / 4 / 8 / 16 / 32 rows 29 / 33 / 38 / 46 / 65 ms, against the AVX2 kernel's
 //!   32 / 44 / 51 / 61 / 110 ms and gemm's 46 / 69 / 67 / 68 / 73 ms; Qwen3-VL-2B's 8 / 16 rows 308 / 446 ms
@@ -220,14 +221,21 @@ mod avx512 {
     pub(super) unsafe fn weight_rows(x: &[f32], w: &[f32], k: usize, rows: usize, out_t: &mut [f32]) {
         debug_assert!(x.len() == rows * k && w.len() % k == 0 && out_t.len() == w.len() / k * rows);
         let n = w.len() / k;
+        // One input row (one sequence decoding): 3 weight rows side by side share only its one vector, and on a
+        // 2-core AMD EPYC (Zen 4) they and the prefetch slowed the stream. Over SmolVLM-256M's language-model
+        // matrices (a side-by-side, not committed; medians of 15 passes) 1 row took the weights at 15–17 GB/s,
+        // 22–23 GB/s one weight row at a time without the prefetch (the machine streams 30–32 GB/s on 2 threads);
+        // in the server one SmolVLM-256M f32 answer went 26–28 → 38–42 tokens/s, one Qwen3-VL-2B answer 2.9–3.5 →
+        // 3.7–4.1. The sums are the same, so are the bits.
+        let (side_by_side, prefetch) = if rows == 1 { (1, false) } else { (WEIGHT_ROWS, true) };
         let mut j = 0;
         while j < n {
-            let group = (n - j).min(WEIGHT_ROWS);
+            let group = (n - j).min(side_by_side);
             let mut i = 0;
             while i < rows {
                 let block = (rows - i).min(INPUT_ROWS);
                 // The first block streams the group's weight rows in from memory; the others find them cached.
-                let fetch_ahead = i == 0;
+                let fetch_ahead = prefetch && i == 0;
                 match group {
                     1 => input_block::<1>(x, w, k, rows, i, block, j, out_t, fetch_ahead),
                     2 => input_block::<2>(x, w, k, rows, i, block, j, out_t, fetch_ahead),
