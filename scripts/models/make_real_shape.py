@@ -70,7 +70,7 @@ class Spec:
     (``config.json``, ``preprocessor_config.json``, ``processor_config.json``, ``generation_config.json``, the chat
     template; ``SOURCES.md`` says where each was read and how it was checked), its added tokens with their ids
     (``added_tokens.json``) and ``glimpse.json``: the family, the tokenizer's size, its pre-tokenizer style, the
-    end tokens and the tokenizer_config fields."""
+    end tokens, the tokenizer_config fields and, where f32 would not fit 24 GB, the dtype the weights are saved in."""
 
     name: str
     repo: str
@@ -85,6 +85,7 @@ class Spec:
     tokenizer_config: dict
     end_tokens: list
     pretokenizer: str  # "bytelevel" (GPT-2 / SmolLM2) or "qwen" (Qwen2's split regex, then byte level)
+    saved_dtype: str  # of the weights on disk unless --dtype says otherwise: bfloat16 where f32 would not fit 24 GB
 
     @property
     def tied(self) -> bool:
@@ -106,6 +107,7 @@ def load_spec(name: str) -> Spec:
         added=[(t["id"], t["content"], t["special"]) for t in read("added_tokens.json")],
         tokenizer_size=meta["tokenizer_size"], tokenizer_config=meta["tokenizer_config"],
         end_tokens=meta["end_tokens"], pretokenizer=meta["pretokenizer"],
+        saved_dtype=meta.get("saved_dtype", "float32"),
     )
 
 
@@ -410,7 +412,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=cache)
     parser.add_argument("--reference", action="store_true", help="also write expected.json from transformers")
     parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="of the saved weights")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"],
+                        help="of the saved weights (default: the model's glimpse.json saved_dtype, else float32)")
     parser.add_argument("--device", default="cpu", help="where the weights are drawn (cpu, cuda)")
     parser.add_argument("--layers", type=int, help="only this many text layers and vision blocks (smoke runs)")
     parser.add_argument("models", nargs="+", help=f"{', '.join(SPECS)} or all")
@@ -426,7 +429,7 @@ def main() -> int:
         spec = load_spec(name)
         if args.layers:
             spec = shrunk(spec, args.layers)
-        folder = build_checkpoint(spec.name, spec, args.out, dtype=args.dtype, device=args.device)
+        folder = build_checkpoint(spec.name, spec, args.out, dtype=args.dtype or spec.saved_dtype, device=args.device)
         if args.reference and not (folder / "expected.json").exists():
             write_json(folder / "expected.json", reference(name, spec, folder, photo(args.out), args.new_tokens))
             print(f"{folder / 'expected.json'}: written", file=sys.stderr)
