@@ -238,9 +238,9 @@ pub fn linear_unbiased(layer: &dyn QuantMethod, xs: &Tensor) -> Result<Tensor> {
 ///
 /// With AVX2 and FMA and the few rows `few_rows` takes (`fits`: up to 8 with AVX2, 32 with AVX-512), its product:
 /// 1.2–2.5× faster than gemm over SmolVLM-256M's and Qwen3-VL-2B's matrices for 1 to 4 rows, and a row's result
-/// does not depend on the other rows. Otherwise, for 2 rows or more, gemm with a column-major result: candle asks gemm for a row-major result,
-/// which gemm computes as its transpose with the weight on the packed side, copying the whole weight matrix into
-/// gemm's layout at every call (a step of 2 sequences cost 4.5× a step of one; a 36-token prompt over
+/// does not depend on the other rows. Otherwise, for 2 rows or more, gemm with a column-major result: candle asks
+/// gemm for a row-major result, which gemm computes as its transpose with the weight on the packed side, copying
+/// the whole weight matrix into gemm's layout at every call (a step of 2 sequences cost 4.5× a step of one; a 36-token prompt over
 /// Qwen2.5-VL-3B's matrices 2.8 s against 1.15 s); a column-major result puts the few rows on the packed side and
 /// reads the weight where it lies (the same products and order of additions as candle's).
 fn small_batch_product(xs: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {

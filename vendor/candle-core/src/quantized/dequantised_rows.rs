@@ -37,8 +37,7 @@ pub(crate) fn matmul<T: GgmlType>((m, k, n): (usize, usize, usize), lhs: &[f32],
     let out = OutPtr(dst.as_mut_ptr());
     // For large weights, the input transposed once for every task (`product_layout`).
     let lhs_t = product_layout::dequantised_weight_in_place(m, n, k).then(|| product_layout::transposed_padded(lhs, m, k));
-    (0..n.div_ceil(task_cols)).into_par_iter().for_each(|task| {
-        let cols = task * task_cols..((task + 1) * task_cols).min(n);
+    weight_row_tasks(n, task_cols).for_each(|cols| {
         let mut weights = vec![0f32; cols.len() * k];
         T::to_float(&rhs_t[cols.start * blocks..cols.end * blocks], &mut weights);
         if let Some(lhs_t) = &lhs_t {
@@ -79,6 +78,17 @@ fn product_in_place(lhs_t: &[f32], m: usize, k: usize, weights: &[f32], out: Out
     }
     // SAFETY: dst is m × n row-major; this task writes only its columns `cols` (product has cols.len() columns).
     unsafe { product_layout::columns_into_rows(&product, rows, m, out.get(), n, cols.start) };
+}
+
+/// Weight rows `0..n` as rayon tasks of `task_cols` consecutive rows each (the last may be shorter): the split the
+/// quantised products share, each task then writing only its own columns of dst (`OutPtr`).
+pub(crate) fn weight_row_tasks(n: usize, task_cols: usize) -> impl ParallelIterator<Item = std::ops::Range<usize>> {
+    (0..n.div_ceil(task_cols)).into_par_iter().map(move |task| task * task_cols..((task + 1) * task_cols).min(n))
+}
+
+/// How many weight rows of `row_bytes` make a task of about `task_bytes` (at least one).
+pub(crate) fn rows_per_task(task_bytes: usize, row_bytes: usize) -> usize {
+    (task_bytes / row_bytes.max(1)).max(1)
 }
 
 /// The destination, shared by the tasks, each writing its own columns.

@@ -2323,10 +2323,10 @@ pub fn matmul<T: GgmlType>(
     if dst.len() != m * n {
         crate::bail!("unexpected dst length {} ({m},{k},{n})", dst.len());
     }
-    let task_cols = (VEC_DOT_TASK_BYTES / (k_in_blocks * std::mem::size_of::<T>()).max(1)).max(1);
+    let task_cols = super::dequantised_rows::rows_per_task(VEC_DOT_TASK_BYTES, k_in_blocks * std::mem::size_of::<T>());
     let out = super::dequantised_rows::OutPtr(dst.as_mut_ptr());
-    (0..n.div_ceil(task_cols)).into_par_iter().for_each(|task| {
-        for col_idx in task * task_cols..((task + 1) * task_cols).min(n) {
+    super::dequantised_rows::weight_row_tasks(n, task_cols).for_each(|cols| {
+        for col_idx in cols {
             let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
             for row_idx in 0..m {
                 let lhs_row = &lhs_b[row_idx * k_in_blocks..(row_idx + 1) * k_in_blocks];

@@ -16,7 +16,7 @@
 //! `vec_dot_q8_0_q8_0` (one sum over all blocks) by f32 rounding only.
 
 use super::avx::{hsum_float_8, mul_sum_us8_pairs_float};
-use super::dequantised_rows::OutPtr;
+use super::dequantised_rows::{rows_per_task, weight_row_tasks, OutPtr};
 use super::k_quants::{BlockQ8_0, GgmlType, QK8_0};
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -44,10 +44,9 @@ pub(crate) fn matmul((m, k, n): (usize, usize, usize), lhs: &[f32], rhs_t: &[Blo
     for (row, row_q) in lhs.chunks_exact(k).zip(lhs_q.chunks_exact_mut(blocks)) {
         BlockQ8_0::from_float(row, row_q);
     }
-    let task_cols = (TASK_BYTES / (blocks * std::mem::size_of::<BlockQ8_0>()).max(1)).max(1);
+    let task_cols = rows_per_task(TASK_BYTES, blocks * std::mem::size_of::<BlockQ8_0>());
     let out = OutPtr(dst.as_mut_ptr());
-    (0..n.div_ceil(task_cols)).into_par_iter().for_each(|task| {
-        let cols = task * task_cols..((task + 1) * task_cols).min(n);
+    weight_row_tasks(n, task_cols).for_each(|cols| {
         let mut row = 0;
         while row < m {
             let group = (m - row).min(GROUP_ROWS);
